@@ -1,0 +1,69 @@
+// swift-tools-version: 6.0
+// bitnetd — a low-footprint daemon that runs ternary (BitNet b1.58) language models on edge devices
+// and answers MQTT events with decisions. Module layout and import rules: DESIGN.md §3.
+//
+// Must build with Swift 6.0.3 (Debian trixie / Raspberry Pi OS) as well as newer toolchains, which
+// limits Swift dependencies to swift-argument-parser; everything else is the toolchain (Glibc,
+// Dispatch, Synchronization) and system C libraries (libmosquitto, libyaml).
+import PackageDescription
+
+/// The kernels are always compiled optimised: a debug build of the C kernels is ~20x slower and
+/// would make `swift test` (debug) crawl through the model tests. ISA-specific code uses
+/// per-function `target(...)` attributes, so no `-march` flag is needed (platform notes).
+let kernelCSettings: [CSetting] = [.unsafeFlags(["-O2", "-fno-strict-aliasing"])]
+
+let package = Package(
+    name: "bitnetd",
+    products: [
+        .executable(name: "bitnetd", targets: ["bitnetd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: C
+        .target(
+            name: "CTernaryKernels",
+            cSettings: kernelCSettings,
+            linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]
+        ),
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+
+        // MARK: Engine
+        .target(name: "GGUF"),
+        .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels"]),
+
+        // MARK: Daemon
+        .target(name: "Mosquitto", dependencies: ["CMosquitto"]),
+        .target(name: "DaemonConfig", dependencies: ["CYAML"]),
+        .target(name: "SensorPlugins"),
+        .target(
+            name: "Daemon",
+            dependencies: ["DaemonConfig", "Mosquitto", "SensorPlugins", "BitNet", "GGUF"]
+        ),
+        .executableTarget(
+            name: "bitnetd",
+            dependencies: [
+                "Daemon", "BitNet", "GGUF", "DaemonConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["GGUF", "BitNet"], path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        .testTarget(name: "KernelTests", dependencies: ["CTernaryKernels"]),
+        .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
+        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "DaemonConfig", "Mosquitto", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,103 @@
+// The session API the daemon and the CLI use (DESIGN.md §3 `BitNet`: decide, generate, score).
+// Calls are blocking and run the model on the engine's own threads; call them from a thread of
+// your own (never from Swift's cooperative pool). One call at a time per Engine.
+
+/// How a model is loaded and run.
+public struct EngineOptions: Sendable {
+    /// Worker threads for the matrix kernels; 0 = number of online CPUs.
+    public var threads: Int
+    /// KV-cache length in tokens; 0 = min(model's trained context, 4096).
+    public var contextLength: Int
+    /// Forces a kernel path ("scalar", "avx2", "avx512", "neon", "dotprod"); nil = environment
+    /// `BITNETD_KERNEL`, else the fastest the CPU supports.
+    public var kernel: String?
+    /// Pre-tokenizer override: nil = from the file (spec §5.2), "llama3", or "default" (bitnet.cpp parity).
+    public var preTokenizer: String?
+
+    public init(threads: Int = 0, contextLength: Int = 0, kernel: String? = nil, preTokenizer: String? = nil) {
+        self.threads = threads
+        self.contextLength = contextLength
+        self.kernel = kernel
+        self.preTokenizer = preTokenizer
+    }
+}
+
+/// The outcome of scoring a fixed set of labels after a prompt (DESIGN.md §8 "decide").
+public struct DecideResult: Sendable {
+    /// Labels in the order they were given.
+    public var labels: [String]
+    /// Softmax over `logScores`; sums to 1.
+    public var probabilities: [Double]
+    /// Sum of the label tokens' log-probabilities.
+    public var logScores: [Double]
+    /// Index of the most probable label.
+    public var best: Int
+    public var promptTokens: Int
+    /// Prompt tokens whose KV state was reused from the prefix cache.
+    public var cachedTokens: Int
+    /// Wall time spent in the engine, milliseconds.
+    public var elapsedMs: Double
+
+    public init(labels: [String], probabilities: [Double], logScores: [Double], best: Int,
+                promptTokens: Int, cachedTokens: Int, elapsedMs: Double) {
+        self.labels = labels
+        self.probabilities = probabilities
+        self.logScores = logScores
+        self.best = best
+        self.promptTokens = promptTokens
+        self.cachedTokens = cachedTokens
+        self.elapsedMs = elapsedMs
+    }
+}
+
+/// Sampling and stopping for free generation.
+public struct GenerateOptions: Sendable {
+    public var maxTokens: Int = 128
+    /// 0 = greedy.
+    public var temperature: Double = 0.8
+    public var topK: Int = 40
+    public var topP: Double = 0.95
+    public var minP: Double = 0.05
+    public var repeatPenalty: Double = 1.0
+    public var repeatLastN: Int = 64
+    public var seed: UInt64? = nil
+    /// Generation stops when the text ends with one of these (the stop string is not returned).
+    public var stop: [String] = []
+    /// Stop on end-of-generation tokens (`<|end_of_text|>`, `<|eot_id|>`).
+    public var stopAtEOG: Bool = true
+    /// Wrap the prompt in the trained chat format (spec §5.3).
+    public var chat: Bool = false
+    public var system: String? = nil
+
+    public init() {}
+}
+
+public enum StopReason: String, Sendable {
+    case endOfGeneration = "eog"
+    case stopString = "stop"
+    case maxTokens = "length"
+    case contextFull = "context"
+    case cancelled = "cancelled"
+}
+
+public struct GenerateResult: Sendable {
+    public var text: String
+    public var promptTokens: Int
+    public var cachedTokens: Int
+    public var generatedTokens: Int
+    public var stopReason: StopReason
+    /// Prompt processing time and generation time, milliseconds.
+    public var promptMs: Double
+    public var generateMs: Double
+
+    public init(text: String, promptTokens: Int, cachedTokens: Int, generatedTokens: Int,
+                stopReason: StopReason, promptMs: Double, generateMs: Double) {
+        self.text = text
+        self.promptTokens = promptTokens
+        self.cachedTokens = cachedTokens
+        self.generatedTokens = generatedTokens
+        self.stopReason = stopReason
+        self.promptMs = promptMs
+        self.generateMs = generateMs
+    }
+}

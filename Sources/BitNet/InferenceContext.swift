@@ -1,0 +1,520 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CTernaryKernels
+import GGUF
+
+/// Which logits a forward call computes. Computing only what a task needs is the largest saving
+/// in generation and decisions: the tied LM head is more bytes than all layers of 2B4T together.
+public enum LogitRequest: Sendable {
+    /// No logits (prefill of a prefix).
+    case none
+    /// Full vocabulary for the last token of the batch.
+    case last
+    /// Full vocabulary for every token of the batch (`logits` command, cross-checks).
+    case all
+    /// Selected vocabulary rows for selected batch positions: `(batchIndex, tokenIds)`.
+    case selected([(Int, [Int32])])
+}
+
+/// Receives intermediate tensors of the first layer pass (for `logits --dump-stages`).
+public protocol StageSink: AnyObject {
+    func floats(_ name: String, rows: Int, cols: Int, _ data: UnsafePointer<Float>)
+    func ints(_ name: String, rows: Int, cols: Int, _ data: UnsafePointer<Int32>)
+}
+
+/// A model run state: the KV cache, scratch buffers, and the forward pass (spec §4).
+///
+/// Numerics (spec §3.3, §4.5, §4.7): every ternary matmul quantizes its input per token to int8
+/// (absmax, round half to even) and accumulates in int32; RMSNorm/RoPE/softmax in f32; K and V
+/// stored as F16; q rounded to F16 for K·q; softmax probabilities rounded to F16 for V·p only on
+/// 1-token calls; the final normed vector rounded to F16 before the LM head. These storage
+/// choices match llama.cpp/bitnet.cpp defaults so logits can be compared with them.
+public final class InferenceContext: @unchecked Sendable {
+    public let model: BitNetModel
+    public let kernels: KernelSet
+    public let pool: ThreadPool
+    public let contextLength: Int
+    /// Largest batch processed in one pass; longer prompts are split.
+    public let maxBatch: Int
+    /// Number of positions currently in the KV cache.
+    public private(set) var position = 0
+
+    private let hp: HyperParameters
+    private var kCache: [UnsafeMutablePointer<UInt16>]
+    private var vCache: [UnsafeMutablePointer<UInt16>]
+
+    // Scratch, sized for maxBatch tokens.
+    private let x: UnsafeMutablePointer<Float>
+    private let normed: UnsafeMutablePointer<Float>
+    private let q8: UnsafeMutablePointer<Int8>
+    private let actScale: UnsafeMutablePointer<Float>
+    private let actSum: UnsafeMutablePointer<Int32>
+    private let qb: UnsafeMutablePointer<Float>
+    private let kb: UnsafeMutablePointer<Float>
+    private let vb: UnsafeMutablePointer<Float>
+    private let attn: UnsafeMutablePointer<Float>
+    private let gate: UnsafeMutablePointer<Float>
+    private let up: UnsafeMutablePointer<Float>
+    private let dots: UnsafeMutablePointer<Int32>
+    private let scores: UnsafeMutablePointer<Float>     // threads × contextLength
+    private let qh16: UnsafeMutablePointer<Float>       // threads × headDim
+    private let ropeCos: UnsafeMutablePointer<Float>    // maxBatch × ropeDims/2
+    private let ropeSin: UnsafeMutablePointer<Float>
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    public init(model: BitNetModel, kernels: KernelSet, pool: ThreadPool, contextLength: Int, maxBatch: Int = 256) {
+        self.model = model
+        self.kernels = kernels
+        self.pool = pool
+        self.hp = model.hp
+        self.contextLength = contextLength
+        self.maxBatch = maxBatch
+        let hp = model.hp
+        var allocs: [UnsafeMutableRawPointer] = []
+        func alloc<T>(_ n: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * MemoryLayout<T>.stride, alignment: 64)
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(n, 1) * MemoryLayout<T>.stride)
+            allocs.append(raw)
+            return raw.bindMemory(to: T.self, capacity: max(n, 1))
+        }
+        let wide = max(hp.embedding, hp.feedForward, hp.qWidth)
+        x = alloc(maxBatch * hp.embedding, Float.self)
+        normed = alloc(maxBatch * wide, Float.self)
+        q8 = alloc(maxBatch * wide, Int8.self)
+        actScale = alloc(maxBatch, Float.self)
+        actSum = alloc(maxBatch, Int32.self)
+        qb = alloc(maxBatch * hp.qWidth, Float.self)
+        kb = alloc(maxBatch * hp.kvWidth, Float.self)
+        vb = alloc(maxBatch * hp.kvWidth, Float.self)
+        attn = alloc(maxBatch * hp.qWidth, Float.self)
+        gate = alloc(maxBatch * hp.feedForward, Float.self)
+        up = alloc(maxBatch * hp.feedForward, Float.self)
+        dots = alloc(maxBatch * max(wide, hp.kvWidth), Int32.self)
+        scores = alloc(pool.threadCount * contextLength, Float.self)
+        qh16 = alloc(pool.threadCount * hp.headDim, Float.self)
+        ropeCos = alloc(maxBatch * hp.ropeDims / 2, Float.self)
+        ropeSin = alloc(maxBatch * hp.ropeDims / 2, Float.self)
+        var kc: [UnsafeMutablePointer<UInt16>] = []
+        var vc: [UnsafeMutablePointer<UInt16>] = []
+        for _ in 0..<hp.layers {
+            kc.append(alloc(hp.kvWidth * contextLength, UInt16.self))
+            vc.append(alloc(hp.kvWidth * contextLength, UInt16.self))
+        }
+        kCache = kc
+        vCache = vc
+        allocations = allocs
+    }
+
+    deinit {
+        for a in allocations { a.deallocate() }
+    }
+
+    /// Forgets every position (the cache memory is reused).
+    public func reset() { position = 0 }
+
+    /// Drops positions at and after `n` (keeps the first `n`).
+    public func truncate(to n: Int) {
+        precondition(n >= 0 && n <= position)
+        position = n
+    }
+
+    /// Copies the first `n` positions of the KV cache from another context of the same model.
+    public func copyPrefix(from other: InferenceContext, count n: Int) {
+        precondition(n <= other.position && n <= contextLength && other.model === model)
+        let D = hp.headDim
+        for l in 0..<hp.layers {
+            for g in 0..<hp.kvHeads {
+                let src = g * other.contextLength * D
+                let dst = g * contextLength * D
+                (kCache[l] + dst).update(from: other.kCache[l] + src, count: n * D)
+                (vCache[l] + dst).update(from: other.vCache[l] + src, count: n * D)
+            }
+        }
+        position = n
+    }
+
+    /// Runs `tokens` at positions `position ..< position + tokens.count` and returns the logits
+    /// asked for: `.last` → vocab floats; `.all` → tokens.count × vocab; `.selected` → the
+    /// requested values in request order; `.none` → [].
+    public func forward(_ tokens: [Int32], logits: LogitRequest, sink: StageSink? = nil) throws -> [Float] {
+        guard !tokens.isEmpty else { return [] }
+        guard position + tokens.count <= contextLength else {
+            throw RequestError("context full: \(position) + \(tokens.count) tokens exceed the context length \(contextLength)")
+        }
+        for t in tokens where t < 0 || Int(t) >= hp.vocabSize {
+            throw RequestError("token id \(t) is outside the vocabulary (0..<\(hp.vocabSize))")
+        }
+        var result: [Float] = []
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + maxBatch)
+            let chunk = Array(tokens[start..<end])
+            let isLast = end == tokens.count
+            let req: LogitRequest
+            switch logits {
+            case .none: req = .none
+            case .last: req = isLast ? .last : .none
+            case .all: req = .all
+            case .selected(let sel):
+                let mine = sel.filter { $0.0 >= start && $0.0 < end }.map { ($0.0 - start, $0.1) }
+                req = mine.isEmpty ? .none : .selected(mine)
+            }
+            result += forwardBatch(chunk, logits: req, sink: start == 0 ? sink : nil)
+            start = end
+        }
+        return result
+    }
+
+    // MARK: - One batch
+
+    private func forwardBatch(_ tokens: [Int32], logits: LogitRequest, sink: StageSink?) -> [Float] {
+        let n = tokens.count
+        let d = hp.embedding
+        let pos0 = position
+
+        // Embedding rows.
+        let emb = model.tokenEmbedding
+        for (t, id) in tokens.enumerated() {
+            dequantizeRow(emb, row: Int(id), into: x + t * d)
+        }
+        prepareRope(n: n, pos0: pos0)
+
+        for l in 0..<hp.layers {
+            let w = model.layers[l]
+            let name = "l\(l)."
+            sinkLayer(sink, name + "in", x, n, d)
+            rmsNorm(x, w.attnNorm, width: d, n: n, out: normed)
+            sinkLayer(sink, name + "attn_norm", normed, n, d)
+            quantizeRows(normed, width: d, n: n)
+            bitLinear([(w.q, qb), (w.k, kb), (w.v, vb)], n: n, sink: sink, prefix: name,
+                      names: ["attn_q", "attn_k", "attn_v"])
+            applyRope(qb, heads: hp.heads, n: n)
+            applyRope(kb, heads: hp.kvHeads, n: n)
+            sinkLayer(sink, name + "q_rope", qb, n, hp.qWidth)
+            sinkLayer(sink, name + "k_rope", kb, n, hp.kvWidth)
+            storeKV(layer: l, n: n, pos0: pos0)
+            attention(layer: l, n: n, pos0: pos0)
+            sinkLayer(sink, name + "attn", attn, n, hp.qWidth)
+            rmsNorm(attn, w.attnSubNorm, width: hp.qWidth, n: n, out: normed)
+            sinkLayer(sink, name + "attn_sub_norm", normed, n, hp.qWidth)
+            quantizeRows(normed, width: hp.qWidth, n: n)
+            bitLinear([(w.o, qb)], n: n, sink: sink, prefix: name, names: ["attn_output"])
+            for i in 0..<(n * d) { x[i] += qb[i] }
+            sinkLayer(sink, name + "ffn_in", x, n, d)
+            rmsNorm(x, w.ffnNorm, width: d, n: n, out: normed)
+            sinkLayer(sink, name + "ffn_norm", normed, n, d)
+            quantizeRows(normed, width: d, n: n)
+            bitLinear([(w.gate, gate), (w.up, up)], n: n, sink: sink, prefix: name, names: ["ffn_gate", "ffn_up"])
+            let ff = hp.feedForward
+            switch hp.activation {
+            case .relu2:
+                for i in 0..<(n * ff) {
+                    let g = max(gate[i], 0)
+                    gate[i] = g * g * up[i]
+                }
+            case .silu:
+                for i in 0..<(n * ff) {
+                    let g = gate[i]
+                    gate[i] = g / (1 + expf(-g)) * up[i]
+                }
+            }
+            sinkLayer(sink, name + "ffn_act", gate, n, ff)
+            rmsNorm(gate, w.ffnSubNorm, width: ff, n: n, out: normed)
+            sinkLayer(sink, name + "ffn_sub_norm", normed, n, ff)
+            quantizeRows(normed, width: ff, n: n)
+            bitLinear([(w.down, qb)], n: n, sink: sink, prefix: name, names: ["ffn_down"])
+            for i in 0..<(n * d) { x[i] += qb[i] }
+        }
+        position = pos0 + n
+
+        // Output norm + LM head for the rows that need logits.
+        let rowsNeeded: [Int]
+        switch logits {
+        case .none: return []
+        case .last: rowsNeeded = [n - 1]
+        case .all: rowsNeeded = Array(0..<n)
+        case .selected(let sel): rowsNeeded = sel.map { $0.0 }
+        }
+        for r in Set(rowsNeeded) {
+            rmsNorm(x + r * d, model.outputNorm, width: d, n: 1, out: normed + r * d)
+        }
+        if let sink, case .all = logits {
+            sink.floats("out_norm", rows: n, cols: d, normed)
+        }
+        for r in Set(rowsNeeded) { tk_round_f16_inplace(normed + r * d, Int64(d)) }
+
+        let V = hp.vocabSize
+        switch logits {
+        case .none:
+            return []
+        case .last:
+            var out = [Float](repeating: 0, count: V)
+            out.withUnsafeMutableBufferPointer { lmHead(rowsOf: normed + (n - 1) * d, nt: 1, out: $0.baseAddress!) }
+            return out
+        case .all:
+            var out = [Float](repeating: 0, count: n * V)
+            out.withUnsafeMutableBufferPointer { lmHead(rowsOf: normed, nt: n, out: $0.baseAddress!) }
+            if let sink { out.withUnsafeBufferPointer { sink.floats("logits", rows: n, cols: V, $0.baseAddress!) } }
+            return out
+        case .selected(let sel):
+            var out: [Float] = []
+            for (r, ids) in sel {
+                for id in ids {
+                    var v: Float = 0
+                    lmRow(Int(id), x: normed + r * d, out: &v)
+                    out.append(v)
+                }
+            }
+            return out
+        }
+    }
+
+    private func sinkLayer(_ sink: StageSink?, _ name: String, _ p: UnsafePointer<Float>, _ rows: Int, _ cols: Int) {
+        guard let sink else { return }
+        sink.floats(name, rows: rows, cols: cols, p)
+    }
+
+    // MARK: - Building blocks
+
+    func dequantizeRow(_ w: WeightMatrix, row: Int, into y: UnsafeMutablePointer<Float>) {
+        let K = w.columns
+        let rowPtr = w.data + row * w.type.rowBytes(K)
+        switch w.type {
+        case .f32: y.update(from: rowPtr.assumingMemoryBound(to: Float.self), count: K)
+        case .f16: tk_dequant_row_f16(rowPtr, y, Int64(K))
+        case .bf16: tk_dequant_row_bf16(rowPtr, y, Int64(K))
+        case .q8_0: tk_dequant_row_q8_0(rowPtr, y, Int64(K))
+        case .q6_K: tk_dequant_row_q6_k(rowPtr, y, Int64(K))
+        case .tq2_0: tk_dequant_row_tq2_0(rowPtr, y, Int64(K))
+        case .tq1_0: tk_dequant_row_tq1_0(rowPtr, y, Int64(K))
+        case .i2_s: tk_dequant_row_i2s(w.data + row * K / 4, w.alpha, y, Int64(K))
+        }
+    }
+
+    /// RMSNorm (spec §4.2): mean of squares summed in double, scale = 1/sqrtf(mean + eps) in float.
+    func rmsNorm(_ input: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, width: Int, n: Int,
+                 out: UnsafeMutablePointer<Float>) {
+        let eps = hp.rmsEpsilon
+        for t in 0..<n {
+            let xi = input + t * width
+            let yo = out + t * width
+            var sum: Double = 0
+            for i in 0..<width { sum += Double(xi[i]) * Double(xi[i]) }
+            let mean = Float(sum / Double(width))
+            let scale = 1 / sqrtf(mean + eps)
+            for i in 0..<width { yo[i] = (xi[i] * scale) * weight[i] }
+        }
+    }
+
+    func quantizeRows(_ input: UnsafePointer<Float>, width: Int, n: Int) {
+        let quant = kernels.table.pointee.quantize_i8!
+        for t in 0..<n {
+            actScale[t] = quant(input + t * width, q8 + t * width, Int64(width), actSum + t)
+        }
+    }
+
+    /// Ternary matmuls sharing one quantized input (q8 rows of width `columns`), in one parallel
+    /// region: y[t][m] = (Σ T·q) / s_t · α · scale.
+    func bitLinear(_ mats: [(WeightMatrix, UnsafeMutablePointer<Float>)], n: Int, sink: StageSink?,
+                   prefix: String, names: [String]) {
+        let table = kernels.table.pointee
+        let dotsBase = dots
+        let q8 = self.q8, actScale = self.actScale, actSum = self.actSum
+        var dotOffsets: [Int] = []
+        var off = 0
+        for (w, _) in mats {
+            dotOffsets.append(off)
+            off += w.rows * n
+        }
+        // The dots buffer holds all matrices' int32 outputs only when they fit; otherwise one by one.
+        let capacity = maxBatch * max(hp.embedding, hp.feedForward, hp.qWidth, hp.kvWidth)
+        let groups: [[Int]] = off <= capacity ? [Array(mats.indices)] : mats.indices.map { [$0] }
+        for group in groups {
+            let totalRows = group.reduce(0) { $0 + mats[$1].0.rows }
+            pool.parallelFor(totalRows, granularity: 64) { start, end in
+                var base = 0
+                for mi in group {
+                    let (w, out) = mats[mi]
+                    let r0 = max(start - base, 0), r1 = min(end - base, w.rows)
+                    base += w.rows
+                    if r0 >= r1 { continue }
+                    let K = Int64(w.columns)
+                    let M = w.rows
+                    let factor = w.alpha * w.scale
+                    if w.type == .i2_s {
+                        let dp = dotsBase + (groups.count == 1 ? dotOffsets[mi] : 0)
+                        table.i2s_gemm!(w.data.assumingMemoryBound(to: UInt8.self), K, Int64(r0), Int64(r1),
+                                        q8, K, Int64(n), dp, Int64(M))
+                        for t in 0..<n {
+                            let s = actScale[t], sum = actSum[t]
+                            let dt = dp + t * M, ot = out + t * M
+                            for m in r0..<r1 {
+                                dt[m] = dt[m] &- sum
+                                ot[m] = Float(dt[m]) / s * factor
+                            }
+                        }
+                    } else {
+                        let fn = w.type == .tq2_0 ? table.tq2_gemm! : table.tq1_gemm!
+                        fn(w.data, K, Int64(r0), Int64(r1), q8, K, Int64(n), out, Int64(M))
+                        for t in 0..<n {
+                            let s = actScale[t]
+                            let ot = out + t * M
+                            for m in r0..<r1 { ot[m] = ot[m] / s * factor }
+                        }
+                    }
+                }
+            }
+            if let sink {
+                for mi in group {
+                    let (w, out) = mats[mi]
+                    if w.type == .i2_s {
+                        sink.ints(prefix + names[mi] + ".dot", rows: n, cols: w.rows,
+                                  dotsBase + (groups.count == 1 ? dotOffsets[mi] : 0))
+                    }
+                    sink.floats(prefix + names[mi], rows: n, cols: w.rows, out)
+                }
+            }
+        }
+    }
+
+    private func prepareRope(n: Int, pos0: Int) {
+        let half = hp.ropeDims / 2
+        let thetaScale = powf(hp.ropeBase, -2.0 / Float(hp.ropeDims))
+        for t in 0..<n {
+            var theta = Float(pos0 + t)
+            for i in 0..<half {
+                ropeCos[t * half + i] = cosf(theta)
+                ropeSin[t * half + i] = sinf(theta)
+                theta *= thetaScale
+            }
+        }
+    }
+
+    /// NEOX RoPE (spec §4.3): pairs (i, i + rot/2) within each head.
+    private func applyRope(_ buf: UnsafeMutablePointer<Float>, heads: Int, n: Int) {
+        let D = hp.headDim, half = hp.ropeDims / 2
+        for t in 0..<n {
+            for h in 0..<heads {
+                let v = buf + t * heads * D + h * D
+                for i in 0..<half {
+                    let c = ropeCos[t * half + i], s = ropeSin[t * half + i]
+                    let a = v[i], b = v[i + half]
+                    v[i] = a * c - b * s
+                    v[i + half] = a * s + b * c
+                }
+            }
+        }
+    }
+
+    /// K and V rows into the F16 cache; layout per layer [kvHead][position][headDim].
+    private func storeKV(layer l: Int, n: Int, pos0: Int) {
+        let D = hp.headDim
+        for t in 0..<n {
+            for g in 0..<hp.kvHeads {
+                let dst = g * contextLength * D + (pos0 + t) * D
+                let ks = kb + t * hp.kvWidth + g * D
+                let vs = vb + t * hp.kvWidth + g * D
+                for i in 0..<D {
+                    kCache[l][dst + i] = tk_f32_to_f16(ks[i])
+                    vCache[l][dst + i] = tk_f32_to_f16(vs[i])
+                }
+            }
+        }
+    }
+
+    /// Causal GQA attention over the cache for the batch's queries (spec §4.4, §4.7).
+    private func attention(layer l: Int, n: Int, pos0: Int) {
+        let D = hp.headDim, H = hp.heads, group = hp.heads / hp.kvHeads
+        let scale = 1 / sqrtf(Float(D))
+        let f16gemm = kernels.table.pointee.f16_gemm!
+        let kc = kCache[l], vc = vCache[l]
+        let ctx = contextLength
+        let roundP = n == 1
+        let scores = self.scores, qh16 = self.qh16, qb = self.qb, attn = self.attn
+        f16Table.withUnsafeBufferPointer { lut in
+            pool.parallelChunks(n * H) { part, start, end in
+                let sc = scores + part * ctx
+                let qh = qh16 + part * D
+                for job in start..<end {
+                    let t = job / H, h = job % H
+                    let g = h / group
+                    let len = pos0 + t + 1
+                    let q = qb + t * hp.qWidth + h * D
+                    for i in 0..<D { qh[i] = roundF16(q[i]) }
+                    let kbase = kc + g * ctx * D
+                    f16gemm(kbase, Int64(D), 0, Int64(len), qh, Int64(D), 1, sc, 0)
+                    var mx = -Float.infinity
+                    for j in 0..<len {
+                        sc[j] *= scale
+                        mx = max(mx, sc[j])
+                    }
+                    var sum: Double = 0
+                    for j in 0..<len {
+                        let e = expf(sc[j] - mx)
+                        sc[j] = e
+                        sum += Double(e)
+                    }
+                    let inv = Float(1 / sum)
+                    for j in 0..<len {
+                        sc[j] *= inv
+                        if roundP { sc[j] = roundF16(sc[j]) }
+                    }
+                    let o = attn + t * hp.qWidth + h * D
+                    for i in 0..<D { o[i] = 0 }
+                    let vbase = vc + g * ctx * D
+                    for j in 0..<len {
+                        let p = sc[j]
+                        let vr = vbase + j * D
+                        for i in 0..<D { o[i] += p * lut[Int(vr[i])] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// LM head over the whole vocabulary for `nt` rows of f16-rounded inputs.
+    private func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
+        let w = model.output
+        let fn = floatGemm(w.type)
+        let d = hp.embedding, V = hp.vocabSize
+        pool.parallelFor(V, granularity: 64) { r0, r1 in
+            fn(w.data, Int64(d), Int64(r0), Int64(r1), xin, Int64(d), Int64(nt), out, Int64(V))
+        }
+    }
+
+    private func lmRow(_ id: Int, x xin: UnsafePointer<Float>, out: inout Float) {
+        let w = model.output
+        let fn = floatGemm(w.type)
+        let d = hp.embedding
+        withUnsafeMutablePointer(to: &out) { o in
+            // ldo = 0 with r0 = id: out[0*ldo + id] would index by row, so shift the base.
+            fn(w.data, Int64(d), Int64(id), Int64(id + 1), xin, Int64(d), 1, o - id, 0)
+        }
+    }
+
+    private func floatGemm(_ type: GGMLType) -> tk_f_gemm_fn {
+        let t = kernels.table.pointee
+        switch type {
+        case .f16: return t.f16_gemm!
+        case .bf16: return t.bf16_gemm!
+        case .q8_0: return t.q8_0_gemm!
+        case .q6_K: return t.q6_k_gemm!
+        default: return f32GemmThunk
+        }
+    }
+}
+
+/// F32 LM head (rare: test files) through a C-compatible thunk.
+private let f32GemmThunk: tk_f_gemm_fn = { w, K, r0, r1, x, ldx, nt, out, ldo in
+    let wf = w!.assumingMemoryBound(to: Float.self)
+    for t in 0..<Int(nt) {
+        for m in Int(r0)..<Int(r1) {
+            var acc: Float = 0
+            for k in 0..<Int(K) { acc += wf[m * Int(K) + k] * x![t * Int(ldx) + k] }
+            out![t * Int(ldo) + m] = acc
+        }
+    }
+}

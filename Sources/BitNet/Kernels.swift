@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CTernaryKernels
+import GGUF
+
+/// The kernel path in use: the traits table of `CTernaryKernels` for one ISA.
+public struct KernelSet: @unchecked Sendable {
+    public let table: UnsafePointer<tk_kernels>
+    public var name: String { String(cString: table.pointee.name) }
+
+    /// Paths this CPU can run, fastest last.
+    public static var availablePaths: [String] {
+        (0..<Int(TK_PATH_COUNT.rawValue)).compactMap { i in
+            let p = tk_path(rawValue: UInt32(i))
+            return tk_path_available(p) != 0 ? String(cString: tk_path_name(p)) : nil
+        }
+    }
+
+    public static var cpuFeatures: String { String(cString: tk_cpu_features()) }
+
+    /// `forced` (or else the environment's `BITNETD_KERNEL`) names a path; nil picks the fastest.
+    /// An unknown or unavailable forced path is an error, not a silent fallback.
+    public init(forced: String? = nil) throws {
+        var want = forced
+        if want == nil, let env = getenv("BITNETD_KERNEL") {
+            let s = String(cString: env)
+            if !s.isEmpty { want = s }
+        }
+        if let want {
+            let id = tk_path_from_name(want)
+            guard id >= 0 else {
+                throw RequestError("unknown kernel path '\(want)' (known: scalar, avx2, avx512, neon, dotprod)")
+            }
+            let path = tk_path(rawValue: UInt32(id))
+            guard let t = tk_kernels_get(path) else {
+                throw RequestError("kernel path '\(want)' is not available on this CPU (available: \(Self.availablePaths.joined(separator: ", ")); CPU features: \(Self.cpuFeatures))")
+            }
+            table = t
+        } else {
+            table = tk_kernels_get(tk_best_path())
+        }
+    }
+}
+
+/// f16 → f32 through a table (the attention's V·p loop runs in Swift).
+let f16Table: [Float] = (0..<65536).map { tk_f16_to_f32(UInt16($0)) }
+
+@inline(__always) func roundF16(_ x: Float) -> Float {
+    tk_f16_to_f32(tk_f32_to_f16(x))
+}

@@ -1,0 +1,95 @@
+/// A byte-level BPE vocabulary for generated models: the 256 byte tokens, merges learned from a
+/// small built-in English text (so ordinary prompts tokenize into plausible pieces), then random
+/// merges of existing tokens up to the requested size, and the Llama-3 special tokens at the end
+/// (for the 2B4T size: ids 128000–128255 like the published file).
+struct SyntheticVocabulary {
+    var tokens: [String] = []
+    var types: [Int32] = []
+    var merges: [String] = []
+    var bos: Int = 0
+    var eos: Int = 0
+
+    static let corpus = """
+    The temperature in the greenhouse is rising and the soil is dry, so the plants need water. \
+    Sensor readings: temperature 31.5 C, humidity 40 %, soil moisture 12 %, light 820 lux. \
+    Answer with one word: water, ventilate, heat or nothing. The machine vibration is normal; \
+    the motor current is 4.2 A and the bearing temperature is 65 C. Decide: normal, inspect or stop. \
+    Hello! How are you today? I'm fine, thanks. What's the weather like in Paris? It's sunny and warm. \
+    The capital of France is Paris. Numbers: 0 1 2 3 4 5 6 7 8 9 10 100 1000 2025 3.14159.
+    """
+
+    init(size: Int, seed: UInt64) {
+        let specialCount = size >= 128_256 ? 256 : max(10, min(16, size / 32))
+        let baseSize = size - specialCount
+        precondition(baseSize >= 256, "vocabulary of \(size) is too small (needs ≥ \(256 + specialCount))")
+        let (b2u, _) = Tokenizer.byteAlphabet()
+        var index: [String: Int] = [:]
+        func add(_ t: String) {
+            index[t] = tokens.count
+            tokens.append(t)
+            types.append(1)
+        }
+        for b in 0..<256 { add(String(b2u[b])) }
+
+        // BPE training on the corpus fragments (Llama-3 pre-tokenizer), most frequent pair first.
+        var words: [[String]] = PreTokenizer.llama3.split(Self.corpus).map { frag in
+            Array(frag.utf8).map { String(b2u[Int($0)]) }
+        }
+        while tokens.count < baseSize {
+            var counts: [String: (Int, String, String)] = [:]
+            for w in words where w.count > 1 {
+                for k in 0..<(w.count - 1) {
+                    let key = w[k] + " " + w[k + 1]
+                    counts[key, default: (0, w[k], w[k + 1])].0 += 1
+                }
+            }
+            guard let best = counts.max(by: { ($0.value.0, $1.key) < ($1.value.0, $0.key) }), best.value.0 >= 2 else { break }
+            let (l, r) = (best.value.1, best.value.2)
+            let merged = l + r
+            merges.append(l + " " + r)
+            if index[merged] == nil { add(merged) }
+            words = words.map { w in
+                var out: [String] = []
+                var k = 0
+                while k < w.count {
+                    if k + 1 < w.count && w[k] == l && w[k + 1] == r {
+                        out.append(merged)
+                        k += 2
+                    } else {
+                        out.append(w[k])
+                        k += 1
+                    }
+                }
+                return out
+            }
+        }
+        // Pad with random merges of existing tokens.
+        var rng = SplitMixXoshiro(seed: seed ^ 0xB0CA)
+        var attempts = 0
+        while tokens.count < baseSize {
+            attempts += 1
+            let a = tokens[Int(rng.next() % UInt64(min(tokens.count, 4096)))]
+            let b = tokens[Int(rng.next() % UInt64(tokens.count))]
+            let m = a + b
+            if index[m] != nil || m.unicodeScalars.count > 16 {
+                if attempts > 50 * size { break }
+                continue
+            }
+            merges.append(a + " " + b)
+            add(m)
+        }
+        precondition(tokens.count == baseSize, "could not build \(baseSize) base tokens")
+
+        let named = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                     "<|reserved_special_token_1|>", "<|reserved_special_token_2|>",
+                     "<|reserved_special_token_3|>", "<|start_header_id|>", "<|end_header_id|>",
+                     "<|reserved_special_token_4|>", "<|eot_id|>"]
+        for i in 0..<specialCount {
+            let name = i < named.count ? named[i] : "<|reserved_special_token_\(i - 5)|>"
+            tokens.append(name)
+            types.append(3)
+        }
+        bos = baseSize
+        eos = baseSize + 1
+    }
+}

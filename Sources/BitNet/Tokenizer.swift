@@ -1,0 +1,301 @@
+import GGUF
+
+/// Byte-level BPE tokenizer built from GGUF metadata (`tokenizer.ggml.model = gpt2`, spec §5).
+///
+/// Encoding: special tokens (CONTROL / USER_DEFINED) are split out of the text first, the rest is
+/// pre-tokenized (`PreTokenizer`), each fragment's UTF-8 bytes are mapped to GPT-2's byte
+/// alphabet and merged by merge rank. Decoding maps token text back to bytes; `TextStream`
+/// buffers incomplete UTF-8 when streaming.
+public final class Tokenizer: @unchecked Sendable {
+    public enum TokenType: Int32, Sendable {
+        case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    }
+
+    public let tokens: [String]
+    public let types: [TokenType]
+    public let preTokenizer: PreTokenizer
+    /// Llama-3 emits a fragment that is itself a vocabulary entry directly ("ignore merges").
+    public let ignoreMerges: Bool
+    public let bos: Int32?
+    public let eos: Int32?
+    public let addBOS: Bool
+    /// End-of-generation tokens (EOS, `<|eot_id|>`, `<|eom_id|>`, …).
+    public let endOfGeneration: Set<Int32>
+
+    private let ids: [String: Int32]
+    /// (left id, right id) → (rank, merged id).
+    private let merges: [UInt64: (rank: Int32, id: Int32)]
+    private let byteToken: [Int32]           // byte value → token id of its GPT-2 character
+    private let tokenBytes: [[UInt8]]         // token id → bytes it decodes to
+    private let specials: [(bytes: [UInt8], id: Int32)]  // longest first
+
+    public init(tokens: [String], types: [TokenType], merges mergeList: [String], preTokenizer: PreTokenizer,
+                ignoreMerges: Bool, bos: Int32?, eos: Int32?, addBOS: Bool, extraEOG: [Int32] = []) throws {
+        self.tokens = tokens
+        self.types = types.count == tokens.count ? types : Array(repeating: .normal, count: tokens.count)
+        self.preTokenizer = preTokenizer
+        self.ignoreMerges = ignoreMerges
+        self.bos = bos
+        self.eos = eos
+        self.addBOS = addBOS
+
+        var ids: [String: Int32] = [:]
+        ids.reserveCapacity(tokens.count)
+        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        self.ids = ids
+
+        let (b2u, u2b) = Self.byteAlphabet()
+        var byteToken = [Int32](repeating: -1, count: 256)
+        for b in 0..<256 {
+            if let id = ids[String(b2u[b])] { byteToken[b] = id }
+        }
+        self.byteToken = byteToken
+
+        var tb: [[UInt8]] = []
+        tb.reserveCapacity(tokens.count)
+        for (i, t) in tokens.enumerated() {
+            let ty = self.types[i]
+            if ty == .control || ty == .userDefined || ty == .unused {
+                tb.append(Array(t.utf8))
+                continue
+            }
+            var bytes: [UInt8] = []
+            for u in t.unicodeScalars {
+                if let b = u2b[u] { bytes.append(b) } else { bytes.append(contentsOf: String(u).utf8) }
+            }
+            tb.append(bytes)
+        }
+        tokenBytes = tb
+
+        var m: [UInt64: (rank: Int32, id: Int32)] = [:]
+        m.reserveCapacity(mergeList.count)
+        for (rank, line) in mergeList.enumerated() {
+            // "left right": split at the first space after position 0 (spec §5.1).
+            let u = Array(line.unicodeScalars)
+            guard let sp = u.indices.dropFirst().first(where: { u[$0] == " " }) else { continue }
+            var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()
+            l.append(contentsOf: u[..<sp])
+            r.append(contentsOf: u[(sp + 1)...])
+            let ls = String(l), rs = String(r)
+            guard let li = ids[ls], let ri = ids[rs], let mi = ids[ls + rs] else { continue }
+            let key = UInt64(UInt32(bitPattern: li)) << 32 | UInt64(UInt32(bitPattern: ri))
+            if m[key] == nil { m[key] = (Int32(rank), mi) }
+        }
+        merges = m
+
+        var sp: [(bytes: [UInt8], id: Int32)] = []
+        for (i, t) in tokens.enumerated() where (self.types[i] == .control || self.types[i] == .userDefined) && !t.isEmpty {
+            sp.append((Array(t.utf8), Int32(i)))
+        }
+        sp.sort { $0.bytes.count > $1.bytes.count }
+        specials = sp
+
+        var eog = Set(extraEOG)
+        if let eos { eog.insert(eos) }
+        for name in ["<|eot_id|>", "<|eom_id|>", "<|end|>", "<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<EOT>"] {
+            if let id = ids[name] { eog.insert(id) }
+        }
+        endOfGeneration = eog
+    }
+
+    /// Reads the tokenizer of a GGUF file. `override` forces a pre-tokenizer.
+    public convenience init(file: GGUFFile, override: PreTokenizer? = nil) throws {
+        let md = file.metadata
+        func fail(_ m: String) -> ModelError { ModelError(path: file.path, m) }
+        let model = md["tokenizer.ggml.model"]?.string ?? ""
+        guard model == "gpt2" else {
+            throw fail("tokenizer.ggml.model '\(model)' is not supported (byte-level BPE 'gpt2' only)")
+        }
+        guard let tokens = md["tokenizer.ggml.tokens"]?.array?.strings else { throw fail("missing tokenizer.ggml.tokens") }
+        let types: [TokenType] = (md["tokenizer.ggml.token_type"]?.array?.integers ?? []).map {
+            TokenType(rawValue: Int32(truncatingIfNeeded: $0)) ?? .normal
+        }
+        let merges = md["tokenizer.ggml.merges"]?.array?.strings ?? []
+        func special(_ key: String) throws -> Int32? {
+            guard let v = md[key]?.integer else { return nil }
+            guard v >= 0 && v < tokens.count else { throw fail("\(key) = \(v) is outside the vocabulary (\(tokens.count))") }
+            return Int32(v)
+        }
+        let bos = try special("tokenizer.ggml.bos_token_id")
+        let eos = try special("tokenizer.ggml.eos_token_id")
+        var extra: [Int32] = []
+        if let eot = try special("tokenizer.ggml.eot_token_id") { extra.append(eot) }
+        if let eom = try special("tokenizer.ggml.eom_token_id") { extra.append(eom) }
+        let addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? true
+
+        var pre: PreTokenizer
+        if let o = override {
+            pre = o
+        } else if let name = md["tokenizer.ggml.pre"]?.string {
+            guard let p = PreTokenizer(ggmlName: name) else {
+                throw fail("tokenizer.ggml.pre '\(name)' is not supported (llama-bpe, default, gpt2)")
+            }
+            pre = p
+        } else {
+            // The published 2B4T file has no tokenizer.ggml.pre; it was trained with Llama-3's
+            // pattern (spec §5.2), which bitnet.cpp does not use. Be faithful to training.
+            pre = .llama3
+        }
+        try self.init(tokens: tokens, types: types, merges: merges, preTokenizer: pre,
+                      ignoreMerges: pre == .llama3, bos: bos, eos: eos, addBOS: addBOS, extraEOG: extra)
+    }
+
+    public var vocabularySize: Int { tokens.count }
+
+    public func id(of token: String) -> Int32? { ids[token] }
+
+    /// Tokenizes `text`. `addSpecial` prepends BOS when the file asks for it; `parseSpecial`
+    /// turns special-token strings such as `<|eot_id|>` into their ids.
+    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = true) -> [Int32] {
+        var out: [Int32] = []
+        if addSpecial && addBOS, let bos { out.append(bos) }
+        let bytes = Array(text.utf8)
+        var start = 0
+        var i = 0
+        if parseSpecial && !specials.isEmpty {
+            while i < bytes.count {
+                if let sp = specialAt(bytes, i) {
+                    if start < i { encodeOrdinary(bytes[start..<i], into: &out) }
+                    out.append(sp.id)
+                    i += sp.bytes.count
+                    start = i
+                } else {
+                    i += 1
+                }
+            }
+        }
+        if start < bytes.count { encodeOrdinary(bytes[start...], into: &out) }
+        return out
+    }
+
+    private func specialAt(_ bytes: [UInt8], _ i: Int) -> (bytes: [UInt8], id: Int32)? {
+        for sp in specials where sp.bytes.count <= bytes.count - i && sp.bytes[0] == bytes[i] {
+            var match = true
+            for k in 1..<sp.bytes.count where bytes[i + k] != sp.bytes[k] {
+                match = false
+                break
+            }
+            if match { return sp }
+        }
+        return nil
+    }
+
+    private func encodeOrdinary(_ bytes: ArraySlice<UInt8>, into out: inout [Int32]) {
+        // Spans between specials always start and end on UTF-8 boundaries (special tokens are
+        // ASCII-delimited valid UTF-8), so decoding cannot fail for input that came from a String.
+        let text = String(decoding: bytes, as: UTF8.self)
+        for fragment in preTokenizer.split(text) {
+            bpe(fragment, into: &out)
+        }
+    }
+
+    private func bpe(_ fragment: String, into out: inout [Int32]) {
+        let bytes = Array(fragment.utf8)
+        if ignoreMerges {
+            var s = ""
+            s.unicodeScalars.reserveCapacity(bytes.count)
+            let (b2u, _) = Self.byteAlphabetCached
+            for b in bytes { s.unicodeScalars.append(b2u[Int(b)]) }
+            if let id = ids[s] {
+                out.append(id)
+                return
+            }
+        }
+        var symbols: [Int32] = []
+        symbols.reserveCapacity(bytes.count)
+        for b in bytes {
+            let id = byteToken[Int(b)]
+            symbols.append(id)
+        }
+        // Greedy lowest-rank merging. Fragments are short, so a linear scan per merge is fine.
+        while symbols.count > 1 {
+            var bestRank = Int32.max, bestAt = -1, bestId: Int32 = 0
+            for k in 0..<(symbols.count - 1) {
+                let a = symbols[k], b = symbols[k + 1]
+                if a < 0 || b < 0 { continue }
+                let key = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+                if let m = merges[key], m.rank < bestRank {
+                    bestRank = m.rank
+                    bestAt = k
+                    bestId = m.id
+                }
+            }
+            if bestAt < 0 { break }
+            symbols[bestAt] = bestId
+            symbols.remove(at: bestAt + 1)
+        }
+        for s in symbols where s >= 0 { out.append(s) }
+    }
+
+    /// Bytes a token decodes to; CONTROL tokens decode to nothing unless `special`.
+    public func bytes(of id: Int32, special: Bool = false) -> [UInt8] {
+        guard id >= 0 && Int(id) < tokens.count else { return [] }
+        let t = types[Int(id)]
+        if !special && (t == .control || t == .unused) { return [] }
+        return tokenBytes[Int(id)]
+    }
+
+    /// Decodes a whole sequence (invalid UTF-8 is repaired with U+FFFD).
+    public func decode(_ ids: [Int32], special: Bool = false) -> String {
+        var bytes: [UInt8] = []
+        for id in ids { bytes += self.bytes(of: id, special: special) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    // MARK: GPT-2 byte alphabet
+
+    static let byteAlphabetCached = byteAlphabet()
+
+    /// GPT-2's reversible byte ↔ printable character map: printable Latin-1 bytes map to
+    /// themselves, the other 68 bytes to U+0100 onwards, in byte order.
+    static func byteAlphabet() -> ([Unicode.Scalar], [Unicode.Scalar: UInt8]) {
+        var b2u = [Unicode.Scalar](repeating: " ", count: 256)
+        var u2b: [Unicode.Scalar: UInt8] = [:]
+        var n: UInt32 = 0
+        for b in 0..<256 {
+            let printable = (33...126).contains(b) || (161...172).contains(b) || (174...255).contains(b)
+            let u = Unicode.Scalar(printable ? UInt32(b) : 256 + n)!
+            if !printable { n += 1 }
+            b2u[b] = u
+            u2b[u] = UInt8(b)
+        }
+        return (b2u, u2b)
+    }
+}
+
+/// Turns a stream of token ids into text, holding back incomplete UTF-8 sequences.
+public struct TextStream {
+    private var pending: [UInt8] = []
+    let tokenizer: Tokenizer
+
+    public init(tokenizer: Tokenizer) { self.tokenizer = tokenizer }
+
+    /// Appends a token and returns the text that is now complete.
+    public mutating func push(_ id: Int32) -> String {
+        pending += tokenizer.bytes(of: id)
+        // Find the longest prefix that ends on a complete UTF-8 sequence.
+        var cut = pending.count
+        var k = pending.count - 1
+        var back = 0
+        while k >= 0 && back < 4 {
+            let b = pending[k]
+            if b & 0xC0 != 0x80 {
+                let need = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+                if pending.count - k < need { cut = k }
+                break
+            }
+            k -= 1
+            back += 1
+        }
+        let out = String(decoding: pending[..<cut], as: UTF8.self)
+        pending.removeFirst(cut)
+        return out
+    }
+
+    /// Whatever is left (repaired).
+    public mutating func flush() -> String {
+        let s = String(decoding: pending, as: UTF8.self)
+        pending = []
+        return s
+    }
+}

@@ -1,0 +1,64 @@
+/*
+ * kernels-internal.h — declarations shared by the kernel target's .c files (not public API).
+ *
+ * Each ISA file defines its kernels only when compiled for that architecture; dispatch.c refers to
+ * them under the same #if guards. Every function here has the signature of the traits-table slot it
+ * fills (ternary_kernels.h) and the same contract as the matching *_ref function.
+ */
+#ifndef BITNETD_KERNELS_INTERNAL_H
+#define BITNETD_KERNELS_INTERNAL_H
+
+#include "ternary_kernels.h"
+
+#define TK_I2S_DECL(name) \
+    void name(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *q, int64_t ldq, \
+              int64_t nt, int32_t *out, int64_t ldo)
+#define TK_TQ_DECL(name) \
+    void name(const void *w, int64_t K, int64_t r0, int64_t r1, const int8_t *q, int64_t ldq, \
+              int64_t nt, float *out, int64_t ldo)
+#define TK_F_DECL(name) \
+    void name(const void *w, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t ldx, \
+              int64_t nt, float *out, int64_t ldo)
+#define TK_QUANT_DECL(name) float name(const float *x, int8_t *q, int64_t n, int32_t *sum)
+
+/* Activation scale shared by every quantizer: amax in double, floored at 1e-5, s = (float)(127/amax).
+ * `amax_f` is max|x| computed in float (exact: max of absolute values never rounds). */
+static inline float tk_i8_scale_from_amax(float amax_f) {
+    double amax = (double)amax_f;
+    if (amax < 1e-5) amax = 1e-5;
+    return (float)(127.0 / amax);
+}
+
+/* One step of the TQ block sum, identical on every path: acc + d·isum with a single rounding (fused
+ * multiply-add). Fixing the fusion here makes the result independent of -ffp-contract and of whether
+ * the compiler (gcc, clang on aarch64) would have contracted a separate multiply and add. */
+static inline float tk_tq_step(float acc, float d, int32_t isum) {
+    return __builtin_fmaf(d, (float)isum, acc);
+}
+
+#if defined(__x86_64__)
+TK_QUANT_DECL(tk_quantize_row_i8_avx2);
+TK_I2S_DECL(tk_i2s_i8_gemm_avx2);
+TK_TQ_DECL(tk_tq2_i8_gemm_avx2);
+TK_F_DECL(tk_f16_f32_gemm_avx2);
+TK_F_DECL(tk_bf16_f32_gemm_avx2);
+TK_F_DECL(tk_q8_0_f32_gemm_avx2);
+
+TK_I2S_DECL(tk_i2s_i8_gemm_avx512);      /* avx512bw (maddubs) */
+TK_I2S_DECL(tk_i2s_i8_gemm_avx512vnni);  /* avx512vnni (vpdpbusd) */
+TK_F_DECL(tk_f16_f32_gemm_avx512);
+#endif
+
+#if defined(__aarch64__) || defined(__ARM_NEON)
+TK_QUANT_DECL(tk_quantize_row_i8_neon);
+TK_I2S_DECL(tk_i2s_i8_gemm_neon);
+TK_TQ_DECL(tk_tq2_i8_gemm_neon);
+#if defined(__aarch64__)
+TK_F_DECL(tk_f16_f32_gemm_neon);
+TK_F_DECL(tk_bf16_f32_gemm_neon);
+TK_I2S_DECL(tk_i2s_i8_gemm_dotprod);
+TK_TQ_DECL(tk_tq2_i8_gemm_dotprod);
+#endif
+#endif
+
+#endif /* BITNETD_KERNELS_INTERNAL_H */

@@ -1,0 +1,410 @@
+/*
+ * kernels-x86.c — AVX2 (+FMA, F16C) kernels. AVX-512 kernels are in kernels-x86-avx512.c.
+ *
+ * Every function carries its own target attribute: the file is compiled without -march, and
+ * dispatch.c only hands these out when the CPU reports avx2, fma and f16c.
+ */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels-internal.h"
+
+#define TK_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define TK_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#define TK_UNROLL _Pragma("GCC unroll 16")
+
+TK_AVX2_INLINE int32_t hsum_epi32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TK_AVX2_INLINE float hsum_ps_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Activation quantization: bit-identical to tk_quantize_row_i8_ref.
+ * x·s is one float multiply; cvtps2dq rounds it to nearest-even (default MXCSR, like rintf); packs
+ * saturate to [-128, 127] exactly like the reference's clamp.
+ * ------------------------------------------------------------------------------------------- */
+
+TK_AVX2_FN float tk_quantize_row_i8_avx2(const float *x, int8_t *q, int64_t n, int32_t *sum) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t i = 0;
+    /* max(|x|, vmax) keeps vmax when |x| is NaN, as the reference's `a > amax` does. */
+    for (; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), absmask), vmax);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    for (; i < n; i++) {
+        const float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    const float s = tk_i8_scale_from_amax(amax);
+
+    const __m256 vs = _mm256_set1_ps(s);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i vsum = _mm256_setzero_si256();
+    i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+        const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vs));
+        const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vs));
+        const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vs));
+        /* For finite x, |x·s| ≤ 127·(1 + 2^-24), so the int32 values already lie in [-127, 127]
+         * and summing them equals summing the saturated bytes. */
+        vsum = _mm256_add_epi32(vsum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+        /* packs work per 128-bit lane; the dword permutation restores element order. */
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
+    }
+    int32_t acc = hsum_epi32_avx2(vsum);
+    for (; i < n; i++) {
+        const float v = rintf(x[i] * s);
+        const int32_t qi = v >= 127.0f ? 127 : v <= -128.0f ? -128 : (int32_t)v;
+        q[i] = (int8_t)qi;
+        acc += qi;
+    }
+    *sum = acc;
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * I2_S × int8
+ *
+ * A 32-byte block gives four code vectors (bytes >> 6, 4, 2, 0, masked with 3; the 16-bit shifts
+ * leak bits across bytes and the mask removes them) that line up with the four 32-byte activation
+ * groups of the block. A tile of TT tokens × RR rows decodes each weight block once and multiplies
+ * it with every token's activations.
+ *
+ * Range invariant: a maddubs lane is c_a·q_a + c_b·q_b with codes c ≤ 3 and |q| ≤ 128, so
+ * |lane| ≤ 768 (maddubs never saturates); one block adds four lanes (≤ 3072) into an int16
+ * accumulator, which is widened into int32 every I2S_WIDEN = 8 blocks: |acc16| ≤ 24576 < 32767.
+ * The int32 totals are bounded by 3·128·K (no overflow for the K this file ever sees).
+ * ------------------------------------------------------------------------------------------- */
+
+#define I2S_WIDEN 8
+
+TK_AVX2_INLINE void i2s_tile_avx2(const uint8_t *w, int64_t row_bytes, int64_t nb, const int8_t *q,
+                                  int64_t ldq, int32_t *out, int64_t ldo, const int TT, const int RR) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[16];
+    TK_UNROLL for (int i = 0; i < TT * RR; i++) acc[i] = _mm256_setzero_si256();
+    for (int64_t b0 = 0; b0 < nb; b0 += I2S_WIDEN) {
+        const int64_t b1 = b0 + I2S_WIDEN < nb ? b0 + I2S_WIDEN : nb;
+        __m256i a16[16];
+        TK_UNROLL for (int i = 0; i < TT * RR; i++) a16[i] = _mm256_setzero_si256();
+        for (int64_t b = b0; b < b1; b++) {
+            TK_UNROLL for (int r = 0; r < RR; r++) {
+                const __m256i wb = _mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32));
+                const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(wb, 6), m3);
+                const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m3);
+                const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(wb, 2), m3);
+                const __m256i c3 = _mm256_and_si256(wb, m3);
+                TK_UNROLL for (int t = 0; t < TT; t++) {
+                    const int8_t *qb = q + t * ldq + b * 128;
+                    __m256i p = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)qb));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(qb + 32))));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(qb + 64))));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(qb + 96))));
+                    a16[t * RR + r] = _mm256_add_epi16(a16[t * RR + r], p);
+                }
+            }
+        }
+        TK_UNROLL for (int i = 0; i < TT * RR; i++)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a16[i], ones));
+    }
+    TK_UNROLL for (int t = 0; t < TT; t++)
+        TK_UNROLL for (int r = 0; r < RR; r++) out[t * ldo + r] = hsum_epi32_avx2(acc[t * RR + r]);
+}
+
+/* Rows [r0, r1) for TT tokens starting at q/out, in tiles of RR rows, then single rows. */
+#define I2S_ROWS(TILE, TT, RR)                                                                     \
+    do {                                                                                           \
+        int64_t m_ = r0;                                                                           \
+        for (; m_ + (RR) <= r1; m_ += (RR))                                                        \
+            TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, RR);                \
+        for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
+    } while (0)
+
+TK_AVX2_FN void tk_i2s_i8_gemm_avx2(const uint8_t *w, int64_t K, int64_t r0, int64_t r1,
+                                    const int8_t *q, int64_t ldq, int64_t nt, int32_t *out, int64_t ldo) {
+    const int64_t row_bytes = K / 4;
+    const int64_t nb = K / TK_I2S_BLOCK;
+    int64_t t0 = 0;
+    for (; t0 + 4 <= nt; t0 += 4) {
+        const int8_t *qt = q + t0 * ldq;
+        int32_t *ot = out + t0 * ldo;
+        I2S_ROWS(i2s_tile_avx2, 4, 1);
+    }
+    const int8_t *qt = q + t0 * ldq;
+    int32_t *ot = out + t0 * ldo;
+    switch (nt - t0) {
+    case 3: I2S_ROWS(i2s_tile_avx2, 3, 1); break;
+    case 2: I2S_ROWS(i2s_tile_avx2, 2, 2); break;
+    case 1: I2S_ROWS(i2s_tile_avx2, 1, 4); break;
+    default: break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * TQ2_0 × int8
+ *
+ * Per block: 2 chunks × 4 code vectors ((bytes >> 2n) & 3, the reverse of I2_S) against the eight
+ * 32-byte activation groups. Eight maddubs lanes (≤ 8·768 = 6144) fit int16; madd widens each block
+ * to eight int32 lanes. The integer block sums of up to 8 blocks are reduced together, the
+ * activation block sums subtracted, and the float accumulation then runs in block order exactly as
+ * in the reference (tk_tq_step).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Eight int32 vectors → one vector of their eight horizontal sums, in order. */
+TK_AVX2_INLINE __m256i hsum8_epi32_avx2(const __m256i v[8]) {
+    const __m256i s01 = _mm256_hadd_epi32(v[0], v[1]);
+    const __m256i s23 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i s45 = _mm256_hadd_epi32(v[4], v[5]);
+    const __m256i s67 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i s0123 = _mm256_hadd_epi32(s01, s23);
+    const __m256i s4567 = _mm256_hadd_epi32(s45, s67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                            _mm256_permute2x128_si256(s0123, s4567, 0x31));
+}
+
+#define TQ_CHUNK 8
+#define TQ_KBLOCKS 512 /* activation block sums kept on the stack: 4 tokens × 512 blocks */
+
+/* Σ q over each of the nb 256-element blocks of one token (|lane| ≤ 8·256 in int16). */
+TK_AVX2_INLINE void tq_block_sums_avx2(const int8_t *q, int64_t nb, int32_t *bs) {
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i s = _mm256_setzero_si256();
+        TK_UNROLL for (int g = 0; g < 8; g++)
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(q + b * TK_QK_K + 32 * g))));
+        bs[b] = hsum_epi32_avx2(_mm256_madd_epi16(s, ones16));
+    }
+}
+
+/* One row × TT tokens over nb blocks; acc[t] carries the float sum in block order. */
+TK_AVX2_INLINE void tq2_row_avx2(const tk_block_tq2_0 *row, int64_t nb, const int8_t *q, int64_t ldq,
+                                 const int32_t (*bs)[TQ_KBLOCKS], float *acc, const int TT) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {
+        const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;
+        __m256i dots[4][TQ_CHUNK];
+        for (int i = 0; i < TQ_CHUNK; i++)
+            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm256_setzero_si256();
+        for (int i = 0; i < nbc; i++) {
+            const tk_block_tq2_0 *blk = &row[b0 + i];
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)blk->qs);
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 32));
+            __m256i c[8];
+            c[0] = _mm256_and_si256(v0, m3);
+            c[1] = _mm256_and_si256(_mm256_srli_epi16(v0, 2), m3);
+            c[2] = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m3);
+            c[3] = _mm256_and_si256(_mm256_srli_epi16(v0, 6), m3);
+            c[4] = _mm256_and_si256(v1, m3);
+            c[5] = _mm256_and_si256(_mm256_srli_epi16(v1, 2), m3);
+            c[6] = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m3);
+            c[7] = _mm256_and_si256(_mm256_srli_epi16(v1, 6), m3);
+            TK_UNROLL for (int t = 0; t < TT; t++) {
+                const int8_t *qb = q + t * ldq + (b0 + i) * TK_QK_K;
+                __m256i p = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)qb));
+                TK_UNROLL for (int g = 1; g < 8; g++)
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c[g], _mm256_loadu_si256((const __m256i *)(qb + 32 * g))));
+                dots[t][i] = _mm256_madd_epi16(p, ones16);
+            }
+        }
+        TK_UNROLL for (int t = 0; t < TT; t++) {
+            int32_t is[8];
+            _mm256_storeu_si256((__m256i *)is, hsum8_epi32_avx2(dots[t]));
+            float a = acc[t];
+            for (int i = 0; i < nbc; i++)
+                a = tk_tq_step(a, tk_f16_to_f32(row[b0 + i].d), is[i] - bs[t][b0 + i]);
+            acc[t] = a;
+        }
+    }
+}
+
+TK_AVX2_FN void tk_tq2_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                    const int8_t *q, int64_t ldq, int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK_K;
+    const tk_block_tq2_0 *blocks = (const tk_block_tq2_0 *)w;
+    int32_t bs[4][TQ_KBLOCKS];
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+        const int tn = nt - t0 < 4 ? (int)(nt - t0) : 4;
+        const int8_t *qt = q + t0 * ldq;
+        float *ot = out + t0 * ldo;
+        /* K is walked in slices of TQ_KBLOCKS blocks so the block sums fit on the stack; the running
+         * float sum is parked in out[] between slices, which keeps the block order. */
+        for (int64_t kb = 0; kb < nb; kb += TQ_KBLOCKS) {
+            const int64_t nbk = nb - kb < TQ_KBLOCKS ? nb - kb : TQ_KBLOCKS;
+            for (int t = 0; t < tn; t++) tq_block_sums_avx2(qt + t * ldq + kb * TK_QK_K, nbk, bs[t]);
+            for (int64_t m = r0; m < r1; m++) {
+                float acc[4];
+                for (int t = 0; t < tn; t++) acc[t] = kb ? ot[t * ldo + m] : 0.0f;
+                const tk_block_tq2_0 *row = blocks + m * nb + kb;
+                const int8_t *qk = qt + kb * TK_QK_K;
+                switch (tn) {
+                case 4: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 4); break;
+                case 3: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 3); break;
+                case 2: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 2); break;
+                default: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 1); break;
+                }
+                for (int t = 0; t < tn; t++) ot[t * ldo + m] = acc[t];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * F16 / BF16 × f32
+ *
+ * nt == 1 (token generation, the LM head): four rows in flight and two accumulators per row, so the
+ * weight stream keeps several loads outstanding. nt > 1: each converted weight vector is reused by
+ * four tokens. Results differ from the reference only by summation order.
+ * ------------------------------------------------------------------------------------------- */
+
+TK_AVX2_INLINE __m256 load8_half(const uint16_t *p, const int bf16) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+TK_AVX2_INLINE float half_to_f32(uint16_t h, const int bf16) {
+    return bf16 ? tk_bf16_to_f32(h) : tk_f16_to_f32(h);
+}
+
+/* One tile: TT tokens × RR rows; U = 2 unrolls k by 16 with two accumulator sets. */
+TK_AVX2_INLINE void half_tile_avx2(const uint16_t *w, int64_t K, const float *x, int64_t ldx,
+                                   float *out, int64_t ldo, const int TT, const int RR, const int U,
+                                   const int bf16) {
+    __m256 acc[2][16];
+    TK_UNROLL for (int u = 0; u < U; u++)
+        TK_UNROLL for (int i = 0; i < TT * RR; i++) acc[u][i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 * U <= K; k += 8 * U) {
+        TK_UNROLL for (int u = 0; u < U; u++) {
+            TK_UNROLL for (int r = 0; r < RR; r++) {
+                const __m256 wv = load8_half(w + r * K + k + 8 * u, bf16);
+                TK_UNROLL for (int t = 0; t < TT; t++)
+                    acc[u][t * RR + r] =
+                        _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * ldx + k + 8 * u), acc[u][t * RR + r]);
+            }
+        }
+    }
+    for (; k + 8 <= K; k += 8) {
+        TK_UNROLL for (int r = 0; r < RR; r++) {
+            const __m256 wv = load8_half(w + r * K + k, bf16);
+            TK_UNROLL for (int t = 0; t < TT; t++)
+                acc[0][t * RR + r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * ldx + k), acc[0][t * RR + r]);
+        }
+    }
+    TK_UNROLL for (int t = 0; t < TT; t++) {
+        TK_UNROLL for (int r = 0; r < RR; r++) {
+            __m256 a = acc[0][t * RR + r];
+            if (U == 2) a = _mm256_add_ps(a, acc[1][t * RR + r]);
+            float s = hsum_ps_avx2(a);
+            for (int64_t kk = k; kk < K; kk++) s += half_to_f32(w[r * K + kk], bf16) * x[t * ldx + kk];
+            out[t * ldo + r] = s;
+        }
+    }
+}
+
+#define HALF_ROWS(TT, RR, U, BF16)                                                                   \
+    do {                                                                                             \
+        int64_t m_ = r0;                                                                             \
+        for (; m_ + (RR) <= r1; m_ += (RR)) half_tile_avx2(wh + m_ * K, K, xt, ldx, ot + m_, ldo, TT, RR, U, BF16); \
+        for (; m_ < r1; m_++) half_tile_avx2(wh + m_ * K, K, xt, ldx, ot + m_, ldo, TT, 1, U, BF16); \
+    } while (0)
+
+TK_AVX2_INLINE void half_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1, const float *x,
+                                   int64_t ldx, int64_t nt, float *out, int64_t ldo, const int bf16) {
+    const uint16_t *wh = (const uint16_t *)w;
+    int64_t t0 = 0;
+    for (; t0 + 4 <= nt; t0 += 4) {
+        const float *xt = x + t0 * ldx;
+        float *ot = out + t0 * ldo;
+        HALF_ROWS(4, 2, 1, bf16);
+    }
+    const float *xt = x + t0 * ldx;
+    float *ot = out + t0 * ldo;
+    switch (nt - t0) {
+    case 3: HALF_ROWS(3, 2, 1, bf16); break;
+    case 2: HALF_ROWS(2, 2, 1, bf16); break;
+    case 1: HALF_ROWS(1, 4, 2, bf16); break;
+    default: break;
+    }
+}
+
+TK_AVX2_FN void tk_f16_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                     const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
+    half_gemm_avx2(w, K, r0, r1, x, ldx, nt, out, ldo, 0);
+}
+
+TK_AVX2_FN void tk_bf16_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                      const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
+    half_gemm_avx2(w, K, r0, r1, x, ldx, nt, out, ldo, 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Q8_0 × f32: per block, 32 int8 → float, dot with x, scaled by d; one row × up to 4 tokens.
+ * ------------------------------------------------------------------------------------------- */
+
+TK_AVX2_INLINE void q8_0_row_avx2(const tk_block_q8_0 *row, int64_t nb, const float *x, int64_t ldx,
+                                  float *out, int64_t ldo, const int TT) {
+    __m256 acc[4];
+    TK_UNROLL for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i qv = _mm256_loadu_si256((const __m256i *)row[b].qs);
+        const __m128i lo = _mm256_castsi256_si128(qv);
+        const __m128i hi = _mm256_extracti128_si256(qv, 1);
+        __m256 wv[4];
+        wv[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+        wv[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+        wv[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+        wv[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+        const __m256 d = _mm256_set1_ps(tk_f16_to_f32(row[b].d));
+        TK_UNROLL for (int t = 0; t < TT; t++) {
+            const float *xb = x + t * ldx + b * TK_QK8_0;
+            __m256 s = _mm256_mul_ps(wv[0], _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xb + 24), s);
+            acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+        }
+    }
+    TK_UNROLL for (int t = 0; t < TT; t++) out[t * ldo] = hsum_ps_avx2(acc[t]);
+}
+
+TK_AVX2_FN void tk_q8_0_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                      const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK8_0;
+    const tk_block_q8_0 *blocks = (const tk_block_q8_0 *)w;
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+        const int64_t tn = nt - t0 < 4 ? nt - t0 : 4;
+        const float *xt = x + t0 * ldx;
+        float *ot = out + t0 * ldo;
+        for (int64_t m = r0; m < r1; m++) {
+            switch (tn) {
+            case 4: q8_0_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 4); break;
+            case 3: q8_0_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 3); break;
+            case 2: q8_0_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 2); break;
+            default: q8_0_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 1); break;
+            }
+        }
+    }
+}
+
+#endif /* __x86_64__ */

@@ -1,0 +1,4 @@
+#ifndef BITNETD_CYAML_SHIM_H
+#define BITNETD_CYAML_SHIM_H
+#include <yaml.h>
+#endif

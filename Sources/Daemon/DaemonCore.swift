@@ -1,0 +1,251 @@
+import BitNet
+import DaemonConfig
+import Glibc
+import Mosquitto
+import SensorPlugins
+import Synchronization
+
+/// The daemon's message path: MQTT message → routes → bounded queue → one inference thread →
+/// decision or error on MQTT. Independent of the process (signals, config files, the real broker
+/// client), so unit tests drive it with an in-memory transport and backend.
+///
+/// Threads: `handle(_:)` runs on the MQTT network thread; jobs run on the core's own inference
+/// thread (a plain pthread, never Swift's cooperative pool); `apply`, `beginShutdown` and
+/// `finishShutdown` are called from the main thread.
+public final class DaemonCore: @unchecked Sendable {
+    private struct State {
+        var router: Router
+        var config: BitnetdConfig
+        var transport: MQTTTransport
+        var accepting = true
+    }
+
+    private let state: Mutex<State>
+    public let queue: JobQueue
+    public let stats = Stats()
+    private let backend: InferenceBackend
+    private let logger = Logger(label: "bitnetd")
+    private let nextID = Atomic<UInt64>(1)
+    /// Monotonic ns after which queued jobs are answered with `shutting_down` instead of computed; 0 = none.
+    private let drainDeadline = Atomic<UInt64>(0)
+    private let busy = Atomic<Bool>(false)
+    private var worker: pthread_t?
+
+    public init(config: BitnetdConfig, backend: InferenceBackend, transport: MQTTTransport) {
+        self.backend = backend
+        self.queue = JobQueue(capacity: config.queue.size, policy: config.queue.overflow)
+        self.state = Mutex(State(router: Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes),
+                                 config: config, transport: transport))
+    }
+
+    public var config: BitnetdConfig { state.withLock { $0.config } }
+    public var subscriptions: [MQTTSubscription] { state.withLock { $0.router.subscriptions } }
+    public var transport: MQTTTransport { state.withLock { $0.transport } }
+
+    public func replaceTransport(_ t: MQTTTransport) { state.withLock { $0.transport = t } }
+
+    /// Applies a reloaded configuration: routes, limits, queue size and policy. (MQTT and model
+    /// changes are the caller's business.)
+    public func apply(_ config: BitnetdConfig) {
+        let transport = state.withLock { s -> MQTTTransport in
+            s.router = Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes)
+            s.config = config
+            return s.transport
+        }
+        queue.reconfigure(capacity: config.queue.size, policy: config.queue.overflow)
+        transport.setSubscriptions(subscriptions)
+    }
+
+    // MARK: Incoming (MQTT thread)
+
+    /// Announces `online` (retained) after every connect; the will says `offline`.
+    public func connected() {
+        let (t, topic) = state.withLock { ($0.transport, $0.config.mqtt.statusTopic) }
+        try? t.publish(topic: topic, payload: Array("online".utf8), qos: 1, retain: true, properties: MQTTPublishProperties())
+    }
+
+    public func handle(_ message: MQTTMessage) {
+        stats.received()
+        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let routes = router.matchingRoutes(topic: message.topic)
+        if routes.isEmpty {
+            logger.debug("no route for topic \(message.topic)")
+            return
+        }
+        for route in routes {
+            guard accepting else {
+                publishError(route: route, inputTopic: message.topic, BadInput("shutting_down", "the daemon is stopping"),
+                             responseTopic: message.responseTopic, correlation: message.correlationData)
+                continue
+            }
+            switch router.prepare(route: route, message: message) {
+            case .failure(let bad):
+                publishError(route: route, inputTopic: message.topic, bad, responseTopic: message.responseTopic,
+                             correlation: message.correlationData)
+            case .success(let (prompt, output)):
+                let expires = message.messageExpiry.map { message.receivedAt + UInt64($0) * 1_000_000_000 }
+                let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
+                              inputTopic: message.topic, replyTopic: message.responseTopic ?? output,
+                              isResponse: message.responseTopic != nil, correlationData: message.correlationData,
+                              receivedAt: message.receivedAt, expiresAt: expires)
+                enqueue(job)
+            }
+        }
+    }
+
+    func enqueue(_ job: Job) {
+        switch queue.push(job) {
+        case .queued:
+            break
+        case .rejected(let j):
+            stats.dropped()
+            let accepting = state.withLock { $0.accepting }
+            let bad = accepting
+                ? BadInput("queue_full", "the job queue is full (\(config.queue.size) jobs; queue.overflow: reject)")
+                : BadInput("shutting_down", "the daemon is stopping")
+            fail(j, bad)
+        case .evicted(let old):
+            stats.dropped()
+            fail(old, BadInput("dropped", "dropped from a full queue to make room for a newer message (queue.overflow: drop_oldest)"))
+        }
+    }
+
+    // MARK: Inference thread
+
+    public func startWorker() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            let core = Unmanaged<DaemonCore>.fromOpaque(arg!).takeRetainedValue()
+            core.workerLoop()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        worker = tid
+    }
+
+    private func workerLoop() {
+        while let job = queue.pop() {
+            busy.store(true, ordering: .relaxed)
+            run(job)
+            busy.store(false, ordering: .relaxed)
+        }
+    }
+
+    private func pastDrainDeadline() -> Bool {
+        let d = drainDeadline.load(ordering: .relaxed)
+        return d != 0 && monotonicNanoseconds() > d
+    }
+
+    func run(_ job: Job) {
+        if pastDrainDeadline() {
+            fail(job, BadInput("shutting_down", "the daemon stopped before this job could run (queue.drain_timeout_s)"))
+            return
+        }
+        if let e = job.expiresAt, monotonicNanoseconds() > e {
+            fail(job, BadInput("expired", "the request's MQTT message expiry passed before it could run"))
+            return
+        }
+        let route = job.route
+        do {
+            switch route.task {
+            case .decide:
+                let r = try backend.decide(prompt: job.prompt, labels: route.labels)
+                let top = r.probabilities[r.best]
+                let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
+                let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+                let doc = Payloads.decision(
+                    route: route.name, inputTopic: job.inputTopic, label: label,
+                    probabilities: Array(zip(r.labels, r.probabilities)), text: nil,
+                    promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: 0,
+                    latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
+                publishDecision(job, doc)
+                stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens, engineMs: r.elapsedMs)
+            case .generate:
+                var options = GenerateOptions()
+                options.maxTokens = route.maxTokens
+                options.temperature = route.temperature
+                options.stop = route.stop
+                let r = try backend.generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
+                if r.stopReason == .cancelled {
+                    fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))
+                    return
+                }
+                let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+                let doc = Payloads.decision(
+                    route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
+                    promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
+                    latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
+                publishDecision(job, doc)
+                stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens + r.generatedTokens,
+                              engineMs: r.promptMs + r.generateMs)
+            }
+        } catch {
+            fail(job, BadInput("inference_failed", "\(error)"))
+        }
+    }
+
+    // MARK: Publishing
+
+    private func publishDecision(_ job: Job, _ doc: JSON) {
+        let t = transport
+        var props = MQTTPublishProperties(contentType: "application/json")
+        props.correlationData = job.correlationData
+        let qos = job.route.outputQoS
+        let retain = job.isResponse ? false : job.route.retain
+        do {
+            try t.publish(topic: job.replyTopic, payload: Array(doc.serialized.utf8), qos: qos, retain: retain, properties: props)
+        } catch {
+            logger.error("route \(job.route.name): cannot publish the decision to \(job.replyTopic): \(error)")
+        }
+    }
+
+    private func fail(_ job: Job, _ bad: BadInput) {
+        publishError(route: job.route, inputTopic: job.inputTopic, bad,
+                     responseTopic: job.isResponse ? job.replyTopic : nil, correlation: job.correlationData)
+    }
+
+    /// Error document to the route's error topic (and to the response topic of a request), plus
+    /// one log line. Never throws: a bad message must not stop the daemon.
+    func publishError(route: RouteConfig?, inputTopic: String, _ bad: BadInput, responseTopic: String?, correlation: [UInt8]?) {
+        stats.error()
+        let (t, defaultTopic) = state.withLock { ($0.transport, $0.config.mqtt.errorTopic) }
+        logger.warning("route \(route?.name ?? "-"): \(bad.code) on \(inputTopic): \(bad.detail)")
+        let doc = Payloads.error(route: route?.name, inputTopic: inputTopic, error: bad.code, detail: bad.detail, ts: isoTimestamp())
+        let payload = Array(doc.serialized.utf8)
+        var props = MQTTPublishProperties(contentType: "application/json")
+        props.correlationData = correlation
+        do {
+            try t.publish(topic: route?.errorTopic ?? defaultTopic, payload: payload, qos: 1, retain: false, properties: props)
+            if let r = responseTopic {
+                try t.publish(topic: r, payload: payload, qos: 1, retain: false, properties: props)
+            }
+        } catch {
+            logger.error("cannot publish an error message: \(error)")
+        }
+    }
+
+    public func publishStats() {
+        let (t, topic) = state.withLock { ($0.transport, $0.config.mqtt.statsTopic) }
+        let doc = Payloads.stats(stats.snapshot(queue: queue.count))
+        try? t.publish(topic: topic, payload: Array(doc.serialized.utf8), qos: 0, retain: true, properties: MQTTPublishProperties())
+    }
+
+    // MARK: Shutdown
+
+    /// Stops taking messages (later ones are answered `shutting_down`) and starts the drain:
+    /// queued jobs are computed until `drainTimeoutS` passes, the rest are answered with an error.
+    public func beginShutdown(drainTimeoutS: Double) {
+        state.withLock { $0.accepting = false }
+        drainDeadline.store(monotonicNanoseconds() + UInt64(drainTimeoutS * 1e9), ordering: .relaxed)
+        queue.close()
+    }
+
+    /// Waits for the inference thread to finish every queued job.
+    public func waitForWorker() {
+        if let w = worker {
+            pthread_join(w, nil)
+            worker = nil
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import BitNet
+import SensorPlugins
+
+/// The JSON documents of DESIGN.md §8, schema 1. Field names change only with a new schema number.
+public enum Payloads {
+    public static let schema = 1
+
+    /// `correlation`: the request's correlation data as text when it is UTF-8, else as
+    /// `base64:<…>`; null when the request carried none.
+    public static func correlationJSON(_ data: [UInt8]?) -> JSON {
+        guard let data else { return .null }
+        if let s = String(validating: data, as: UTF8.self) { return .string(s) }
+        return .string("base64:" + base64(data))
+    }
+
+    public static func decision(route: String, inputTopic: String, label: String?, probabilities: [(String, Double)],
+                                text: String?, promptTokens: Int, cachedTokens: Int, generatedTokens: Int,
+                                latencyMs: Double, model: String, ts: String, correlation: [UInt8]?) -> JSON {
+        var probs = JSONObject()
+        for (l, p) in probabilities { probs[l] = .number(round6(p)) }
+        return .object([
+            "schema": .number(Double(schema)),
+            "route": .string(route),
+            "input_topic": .string(inputTopic),
+            "label": label.map(JSON.string) ?? .null,
+            "probabilities": .object(probs),
+            "text": text.map(JSON.string) ?? .null,
+            "tokens": .object(["prompt": .number(Double(promptTokens)), "cached": .number(Double(cachedTokens)),
+                               "generated": .number(Double(generatedTokens))]),
+            "latency_ms": .number(round3(latencyMs)),
+            "model": .string(model),
+            "ts": .string(ts),
+            "correlation": correlationJSON(correlation),
+        ])
+    }
+
+    public static func error(route: String?, inputTopic: String, error: String, detail: String, ts: String) -> JSON {
+        .object([
+            "schema": .number(Double(schema)),
+            "route": route.map(JSON.string) ?? .null,
+            "input_topic": .string(inputTopic),
+            "error": .string(error),
+            "detail": .string(detail),
+            "ts": .string(ts),
+        ])
+    }
+
+    public static func stats(_ s: StatsSnapshot) -> JSON {
+        .object([
+            "schema": .number(Double(schema)),
+            "uptime_s": .number(s.uptimeS.rounded()),
+            "received": .number(Double(s.received)),
+            "decided": .number(Double(s.decided)),
+            "errors": .number(Double(s.errors)),
+            "dropped": .number(Double(s.dropped)),
+            "queue": .number(Double(s.queue)),
+            "latency_ms": .object(["p50": .number(round3(s.p50)), "p95": .number(round3(s.p95))]),
+            "tokens_per_s": .number(round3(s.tokensPerS)),
+            "rss_bytes": .number(Double(s.rssBytes)),
+        ])
+    }
+
+    static func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+    static func round6(_ v: Double) -> Double { (v * 1_000_000).rounded() / 1_000_000 }
+
+    static func base64(_ data: [UInt8]) -> String {
+        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < data.count {
+            let b0 = data[i], b1 = i + 1 < data.count ? data[i + 1] : 0, b2 = i + 2 < data.count ? data[i + 2] : 0
+            out.append(table[Int(b0 >> 2)])
+            out.append(table[Int((b0 & 3) << 4 | b1 >> 4)])
+            out.append(i + 1 < data.count ? table[Int((b1 & 15) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            out.append(i + 2 < data.count ? table[Int(b2 & 63)] : UInt8(ascii: "="))
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,36 @@
+import DaemonConfig
+import GGUF
+import Glibc
+
+/// Checks done before the model is loaded (DESIGN.md §8 "Start-up check").
+public enum StartupChecks {
+    public struct MemoryEstimate: Sendable {
+        public var modelBytes: Int
+        public var kvCacheBytes: Int
+        public var contextLength: Int
+        public var availableBytes: Int?
+        public var total: Int { modelBytes + kvCacheBytes }
+    }
+
+    /// Model file size + F16 KV cache (2 × layers × kv_heads × head_dim × context × 2 bytes) for
+    /// the configured context, from the file's metadata, against `MemAvailable`.
+    public static func estimateMemory(model: ModelConfig) throws -> MemoryEstimate {
+        let file = try GGUFFile(path: model.path)
+        let arch = file.architecture ?? "bitnet-b1.58"
+        func int(_ key: String) -> Int? { file.metadata["\(arch).\(key)"]?.integer.map { Int($0) } }
+        let layers = int("block_count") ?? 0
+        let embd = int("embedding_length") ?? 0
+        let heads = max(1, int("attention.head_count") ?? 1)
+        let kvHeads = int("attention.head_count_kv") ?? heads
+        let trained = int("context_length") ?? 4096
+        let ctx = model.context > 0 ? model.context : min(trained, 4096)
+        let kv = 2 * layers * kvHeads * (embd / heads) * ctx * 2
+        return MemoryEstimate(modelBytes: file.fileSize, kvCacheBytes: kv, contextLength: ctx,
+                              availableBytes: availableMemoryBytes())
+    }
+
+    public static func mib(_ bytes: Int) -> String {
+        let v = Double(bytes) / 1_048_576
+        return "\(Int(v.rounded())) MiB"
+    }
+}

@@ -1,0 +1,111 @@
+import Glibc
+import Mosquitto
+import Synchronization
+
+public struct StatsSnapshot: Sendable {
+    public var uptimeS: Double
+    public var received: Int
+    public var decided: Int
+    public var errors: Int
+    public var dropped: Int
+    public var queue: Int
+    public var p50: Double
+    public var p95: Double
+    public var tokensPerS: Double
+    public var rssBytes: Int
+}
+
+/// Counters shared by the MQTT thread and the inference thread.
+public final class Stats: Sendable {
+    private struct State {
+        var received = 0
+        var decided = 0
+        var errors = 0
+        var dropped = 0
+        var latencies: [Double] = []
+        var next = 0
+        var tokens = 0
+        var engineMs = 0.0
+    }
+
+    private let state = Mutex(State())
+    private let started = monotonicNanoseconds()
+    private static let window = 1024
+
+    public init() {}
+
+    public func received(_ n: Int = 1) { state.withLock { $0.received += n } }
+    public func error() { state.withLock { $0.errors += 1 } }
+    public func dropped() { state.withLock { $0.dropped += 1 } }
+
+    public func decided(latencyMs: Double, tokens: Int, engineMs: Double) {
+        state.withLock { s in
+            s.decided += 1
+            s.tokens += tokens
+            s.engineMs += engineMs
+            if s.latencies.count < Stats.window {
+                s.latencies.append(latencyMs)
+            } else {
+                s.latencies[s.next] = latencyMs
+                s.next = (s.next + 1) % Stats.window
+            }
+        }
+    }
+
+    /// Latency percentiles are over the last 1024 decisions; tokens/s is prompt + generated
+    /// tokens per second of engine time since start.
+    public func snapshot(queue: Int) -> StatsSnapshot {
+        state.withLock { s in
+            let sorted = s.latencies.sorted()
+            func pct(_ p: Double) -> Double {
+                guard !sorted.isEmpty else { return 0 }
+                return sorted[min(sorted.count - 1, Int((p * Double(sorted.count - 1)).rounded()))]
+            }
+            return StatsSnapshot(
+                uptimeS: Double(monotonicNanoseconds() - started) / 1e9,
+                received: s.received, decided: s.decided, errors: s.errors, dropped: s.dropped, queue: queue,
+                p50: pct(0.5), p95: pct(0.95),
+                tokensPerS: s.engineMs > 0 ? Double(s.tokens) / (s.engineMs / 1000) : 0,
+                rssBytes: residentBytes())
+        }
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (second field, pages).
+public func residentBytes() -> Int {
+    guard let text = try? readSmallFile("/proc/self/statm") else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// `MemAvailable` from `/proc/meminfo`, bytes.
+public func availableMemoryBytes() -> Int? {
+    guard let text = try? readSmallFile("/proc/meminfo") else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+    }
+    return nil
+}
+
+struct FileError: Error, CustomStringConvertible {
+    var path: String
+    var errno: Int32
+    var description: String { "\(path): \(String(cString: strerror(errno)))" }
+}
+
+func readSmallFile(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileError(path: path, errno: errno) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 8192)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; throw FileError(path: path, errno: errno) }
+        if n == 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}

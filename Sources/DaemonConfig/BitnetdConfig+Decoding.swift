@@ -1,0 +1,291 @@
+import Glibc
+
+extension BitnetdConfig {
+    static let topKeys = ["model", "mqtt", "queue", "limits", "stats", "log", "routes", "plugins"]
+
+    /// Reads a merged node tree into a typed configuration, collecting every problem.
+    static func decode(_ root: YAMLNode, files: [String], context: ConfigContext) -> BitnetdConfig {
+        let top = MapReader(root, path: "", parentMark: root.mark, known: topKeys, context: context)
+
+        let m = top.map("model", known: ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "memory_check"])
+        var sha = m.string("sha256")
+        if let s = sha {
+            let lower = s.lowercased()
+            if lower.utf8.count != 64 || !lower.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) {
+                context.error(m.markOf("sha256"), m.keyPath("sha256"), "expected 64 hexadecimal digits, got '\(s)'")
+            }
+            sha = lower
+        }
+        let model = ModelConfig(
+            path: m.string("path", required: true) ?? "",
+            threads: m.int("threads", default: 0, range: 0...1024),
+            context: m.int("context", default: 0, range: 0...1_048_576),
+            kernel: m.has("kernel") ? m.choice("kernel", ["auto", "scalar", "avx2", "avx512", "neon", "dotprod"], default: "auto") : nil,
+            sha256: sha,
+            preTokenizer: m.has("pre_tokenizer") ? m.choice("pre_tokenizer", ["llama3", "default"], default: "llama3") : nil,
+            memoryCheck: m.choice("memory_check", ["refuse", "warn", "off"], default: "refuse")
+        )
+
+        let mqtt = decodeMQTT(top.map("mqtt", known: [
+            "host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
+            "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect",
+        ]), context: context)
+
+        let q = top.map("queue", known: ["size", "overflow", "drain_timeout_s"])
+        let queue = QueueConfig(
+            size: q.int("size", default: 64, range: 1...100_000),
+            overflow: OverflowPolicy(rawValue: q.choice("overflow", ["drop_oldest", "reject"], default: "reject"))!,
+            drainTimeoutS: q.double("drain_timeout_s", default: 10, range: 0...3600)
+        )
+        let l = top.map("limits", known: ["max_payload_bytes"])
+        let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455))
+        let s = top.map("stats", known: ["interval_s"])
+        let stats = StatsConfig(intervalS: s.int("interval_s", default: 60, range: 0...86400))
+        let lg = top.map("log", known: ["level"])
+        let log = LogConfig(level: lg.choice("level", ["trace", "debug", "info", "notice", "warning", "error", "critical"], default: "info"))
+
+        var routes: [RouteConfig] = []
+        if let n = top.node("routes") {
+            if case .sequence(let items) = n.content {
+                var names: [String: Mark] = [:]
+                for (i, item) in items.enumerated() {
+                    guard let r = decodeRoute(item, path: "routes[\(i)]", mqtt: mqtt, context: context) else { continue }
+                    if let first = names[r.name] {
+                        context.error(r.mark, "routes[\(i)].name", "duplicate route name '\(r.name)' (first at \(first))")
+                    } else {
+                        names[r.name] = r.mark
+                    }
+                    routes.append(r)
+                }
+            } else {
+                context.error(n.mark, "routes", "expected a list of routes, got \(n.kindDescription)")
+            }
+        }
+
+        var plugins: [PluginConfig] = []
+        if let n = top.node("plugins") {
+            if case .sequence(let items) = n.content {
+                for (i, item) in items.enumerated() {
+                    guard case .mapping = item.content else {
+                        context.error(item.mark, "plugins[\(i)]", "expected a mapping, got \(item.kindDescription)")
+                        continue
+                    }
+                    if let idNode = item["id"], case .scalar(let id, _) = idNode.content, !idNode.isNull {
+                        plugins.append(PluginConfig(id: id, node: item))
+                    } else if let idNode = item["id"], !idNode.isNull {
+                        context.error(idNode.mark, "plugins[\(i)].id", "expected a string, got \(idNode.kindDescription)")
+                    } else {
+                        context.error(item.mark, "plugins[\(i)].id", "required key is missing")
+                    }
+                }
+            } else {
+                context.error(n.mark, "plugins", "expected a list of plugins, got \(n.kindDescription)")
+            }
+        }
+
+        return BitnetdConfig(model: model, mqtt: mqtt, queue: queue, limits: limits, stats: stats, log: log,
+                             routes: routes, plugins: plugins, files: files)
+    }
+
+    static func decodeMQTT(_ m: MapReader, context: ConfigContext) -> MQTTConfig {
+        var host = m.string("host", default: "localhost")
+        var port = m.int("port", default: 1883, range: 1...65535)
+        var tlsFromURL = false
+        if let url = m.string("url") {
+            if m.has("host") || m.has("port") {
+                context.error(m.markOf("url"), m.keyPath("url"), "set either url or host/port, not both")
+            }
+            if let parsed = parseBrokerURL(url) {
+                host = parsed.host
+                port = parsed.port
+                tlsFromURL = parsed.tls
+            } else {
+                context.error(m.markOf("url"), m.keyPath("url"),
+                              "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got '\(url)'")
+            }
+        }
+        var proto = MQTTProtocol.v5
+        if let p = m.string("protocol") {
+            switch p {
+            case "5", "5.0", "v5": proto = .v5
+            case "3.1.1", "311", "4", "v3.1.1": proto = .v311
+            default: context.error(m.markOf("protocol"), m.keyPath("protocol"), "expected 5 or 3.1.1, got '\(p)'")
+            }
+        }
+        var hostname = [UInt8](repeating: 0, count: 256)
+        gethostname(&hostname, 255)
+        let defaultID = "bitnetd-" + String(decoding: hostname.prefix { $0 != 0 }, as: UTF8.self)
+
+        let t = m.map("tls", known: ["enabled", "ca_file", "cert_file", "key_file", "verify"])
+        let caFile = t.string("ca_file")
+        let tls = TLSConfig(
+            enabled: t.bool("enabled", default: tlsFromURL || caFile != nil || t.has("cert_file")),
+            caFile: caFile,
+            certFile: t.string("cert_file"),
+            keyFile: t.string("key_file"),
+            verify: t.bool("verify", default: true)
+        )
+        if (tls.certFile == nil) != (tls.keyFile == nil) {
+            let key = tls.certFile == nil ? "cert_file" : "key_file"
+            context.error(t.mark, t.keyPath(key), "cert_file and key_file must be set together")
+        }
+        if m.has("password_file") && m.has("password_env") {
+            context.error(m.markOf("password_env"), m.keyPath("password_env"), "set either password_file or password_env, not both")
+        }
+        let prefix = m.string("topic_prefix", default: "bitnetd")
+        if let problem = topicNameProblem(prefix) {
+            context.error(m.markOf("topic_prefix"), m.keyPath("topic_prefix"), problem)
+        }
+        let r = m.map("reconnect", known: ["min_backoff_s", "max_backoff_s"])
+        let minB = r.int("min_backoff_s", default: 1, range: 1...3600)
+        let maxB = r.int("max_backoff_s", default: 60, range: 1...86400)
+        if maxB < minB {
+            context.error(r.markOf("max_backoff_s"), r.keyPath("max_backoff_s"), "expected at least min_backoff_s (\(minB)), got \(maxB)")
+        }
+        let clientID = m.string("client_id", default: defaultID)
+        if clientID.isEmpty || clientID.utf8.count > 65535 {
+            context.error(m.markOf("client_id"), m.keyPath("client_id"), "expected a non-empty client id")
+        }
+        return MQTTConfig(
+            host: host, port: port, protocolVersion: proto, clientID: clientID,
+            keepalive: m.int("keepalive", default: 60, range: 5...65535),
+            cleanStart: m.bool("clean_start", default: false),
+            sessionExpiry: m.int("session_expiry", default: 86400, range: 0...Int(UInt32.max)),
+            username: m.string("username"),
+            passwordFile: m.string("password_file"),
+            passwordEnv: m.string("password_env"),
+            tls: tls, topicPrefix: prefix,
+            reconnectMinS: minB, reconnectMaxS: max(minB, maxB)
+        )
+    }
+
+    static let routeKeys = [
+        "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
+        "max_tokens", "temperature", "stop", "output", "error_topic",
+    ]
+
+    static func decodeRoute(_ node: YAMLNode, path: String, mqtt: MQTTConfig, context: ConfigContext) -> RouteConfig? {
+        let r = MapReader(node, path: path, parentMark: node.mark, known: routeKeys, context: context)
+        guard r.isValid else { return nil }
+        if node.isNull {
+            context.error(node.mark, path, "expected a route mapping, got null")
+            return nil
+        }
+        let name = r.string("name", required: true) ?? "route\(path)"
+        let topic = r.string("topic", required: true) ?? "#"
+        if r.has("topic"), let problem = topicFilterProblem(topic) {
+            context.error(r.markOf("topic"), r.keyPath("topic"), problem)
+        }
+        let group = r.string("shared_group")
+        if let g = group, g.isEmpty || g.contains("/") || g.contains("+") || g.contains("#") {
+            context.error(r.markOf("shared_group"), r.keyPath("shared_group"), "a group name cannot be empty or contain '/', '+' or '#'")
+        }
+        let input = RouteInput(rawValue: r.choice("input", ["json", "text"], default: "json"))!
+        let task = RouteTask(rawValue: r.choice("task", ["decide", "generate"], default: "decide"))!
+
+        var prompt = Template(parts: [], source: "")
+        if let p = r.string("prompt", required: true) {
+            switch Template.parse(p) {
+            case .success(let t):
+                prompt = t
+                if input == .text && t.readsFields {
+                    context.error(r.markOf("prompt"), r.keyPath("prompt"), "a text route has no JSON fields; use {{payload}}")
+                }
+            case .failure(let e):
+                context.error(r.markOf("prompt"), r.keyPath("prompt"), e.message)
+            }
+        }
+
+        var labels: [String] = []
+        if task == .decide {
+            if let l = r.stringList("labels") {
+                labels = l
+                if l.count < 2 {
+                    context.error(r.markOf("labels"), r.keyPath("labels"), "expected at least 2 labels, got \(l.count)")
+                }
+                var seen = Set<String>()
+                for label in l {
+                    if label.isEmpty {
+                        context.error(r.markOf("labels"), r.keyPath("labels"), "labels cannot be empty")
+                    } else if !seen.insert(label).inserted {
+                        context.error(r.markOf("labels"), r.keyPath("labels"), "label '\(label)' is listed twice")
+                    }
+                    if label == "unsure" && r.has("min_confidence") {
+                        context.error(r.markOf("labels"), r.keyPath("labels"), "'unsure' is the answer below min_confidence; pick another label name")
+                    }
+                }
+            } else if !r.has("labels") {
+                r.missing("labels")
+            }
+        } else if r.has("labels") {
+            context.error(r.keyMarkOf("labels"), r.keyPath("labels"), "labels are used only by task: decide")
+        }
+
+        let o = r.map("output", known: ["topic", "qos", "retain"])
+        var output = Template(parts: [.text(mqtt.topicPrefix + "/decision/"), .route], source: mqtt.topicPrefix + "/decision/{{route}}")
+        if let t = o.string("topic") {
+            switch Template.parse(t) {
+            case .success(let tmpl):
+                let ok = tmpl.parts.allSatisfy {
+                    switch $0 {
+                    case .text(let s): return !s.contains("+") && !s.contains("#")
+                    case .topicLevel, .route: return true
+                    default: return false
+                    }
+                }
+                if ok { output = tmpl } else {
+                    context.error(o.markOf("topic"), o.keyPath("topic"),
+                                  "an output topic may use only {{topic.N}} and {{route}}, and no '+' or '#'")
+                }
+            case .failure(let e):
+                context.error(o.markOf("topic"), o.keyPath("topic"), e.message)
+            }
+        }
+        let errorTopic = r.string("error_topic", default: mqtt.errorTopic)
+        if let problem = topicNameProblem(errorTopic) {
+            context.error(r.markOf("error_topic"), r.keyPath("error_topic"), problem)
+        }
+
+        return RouteConfig(
+            name: name, topic: topic, sharedGroup: group,
+            qos: r.int("qos", default: 1, range: 0...2),
+            input: input, prompt: prompt, task: task, labels: labels,
+            minConfidence: r.double("min_confidence", default: 0, range: 0...1),
+            maxTokens: r.int("max_tokens", default: 64, range: 1...32768),
+            temperature: r.double("temperature", default: 0.7, range: 0...5),
+            stop: r.stringList("stop") ?? [],
+            outputTopic: output,
+            outputQoS: o.int("qos", default: 1, range: 0...2),
+            retain: o.bool("retain", default: false),
+            errorTopic: errorTopic,
+            mark: node.mark
+        )
+    }
+
+    /// Parses `mqtt://host[:port]`, `mqtts://host[:port]` (also `tcp://`, `ssl://`).
+    static func parseBrokerURL(_ url: String) -> (host: String, port: Int, tls: Bool)? {
+        let schemes: [(String, Bool, Int)] = [("mqtt://", false, 1883), ("tcp://", false, 1883), ("mqtts://", true, 8883), ("ssl://", true, 8883)]
+        for (scheme, tls, defaultPort) in schemes where url.hasPrefix(scheme) {
+            var rest = Substring(url.dropFirst(scheme.count))
+            if rest.hasSuffix("/") { rest = rest.dropLast() }
+            var host = rest
+            var port = defaultPort
+            if rest.hasPrefix("[") {
+                guard let close = rest.firstIndex(of: "]") else { return nil }
+                host = rest[rest.index(after: rest.startIndex)..<close]
+                let after = rest[rest.index(after: close)...]
+                if after.hasPrefix(":") {
+                    guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { return nil }
+                    port = p
+                } else if !after.isEmpty { return nil }
+            } else if let colon = rest.lastIndex(of: ":") {
+                host = rest[..<colon]
+                guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+                port = p
+            }
+            guard !host.isEmpty, !host.contains("/") else { return nil }
+            return (String(host), port, tls)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,160 @@
+/// The daemon's configuration (`etc/bitnetd.yaml` is the commented reference of every key).
+public struct BitnetdConfig: Sendable, Equatable {
+    public var model: ModelConfig
+    public var mqtt: MQTTConfig
+    public var queue: QueueConfig
+    public var limits: LimitsConfig
+    public var stats: StatsConfig
+    public var log: LogConfig
+    public var routes: [RouteConfig]
+    /// Plugin entries, kept as nodes for the plugin host; only `id` is checked here.
+    public var plugins: [PluginConfig]
+    /// Files read, in merge order (main file first, then conf.d).
+    public var files: [String]
+}
+
+public struct ModelConfig: Sendable, Equatable {
+    public var path: String
+    /// Engine worker threads; 0 = all online CPUs.
+    public var threads: Int
+    /// KV-cache length in tokens; 0 = min(trained context, 4096).
+    public var context: Int
+    /// nil = automatic (or `BITNETD_KERNEL`).
+    public var kernel: String?
+    /// Lower-case hex SHA-256 of the model file, verified at start-up when set.
+    public var sha256: String?
+    public var preTokenizer: String?
+    /// Start-up memory check: refuse when model + KV cache exceed available memory (else warn).
+    public var memoryCheck: String
+}
+
+public enum MQTTProtocol: String, Sendable, Equatable {
+    case v5 = "5"
+    case v311 = "3.1.1"
+}
+
+public struct TLSConfig: Sendable, Equatable {
+    public var enabled: Bool
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    /// Verify the broker's certificate and host name.
+    public var verify: Bool
+}
+
+public struct MQTTConfig: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var protocolVersion: MQTTProtocol
+    public var clientID: String
+    public var keepalive: Int
+    public var cleanStart: Bool
+    /// MQTT 5 session expiry interval in seconds (how long the broker keeps our session and queues
+    /// QoS 1 messages while we are away).
+    public var sessionExpiry: Int
+    public var username: String?
+    public var passwordFile: String?
+    public var passwordEnv: String?
+    public var tls: TLSConfig
+    public var topicPrefix: String
+    public var reconnectMinS: Int
+    public var reconnectMaxS: Int
+
+    public var statusTopic: String { topicPrefix + "/status" }
+    public var statsTopic: String { topicPrefix + "/stats" }
+    public var errorTopic: String { topicPrefix + "/error" }
+}
+
+public enum OverflowPolicy: String, Sendable, Equatable {
+    case dropOldest = "drop_oldest"
+    case reject = "reject"
+}
+
+public struct QueueConfig: Sendable, Equatable {
+    public var size: Int
+    public var overflow: OverflowPolicy
+    /// On SIGTERM, queued jobs are still computed for this long; the rest are answered with an error.
+    public var drainTimeoutS: Double
+}
+
+public struct LimitsConfig: Sendable, Equatable {
+    public var maxPayloadBytes: Int
+}
+
+public struct StatsConfig: Sendable, Equatable {
+    /// 0 = no stats messages.
+    public var intervalS: Int
+}
+
+public struct LogConfig: Sendable, Equatable {
+    public var level: String
+}
+
+public enum RouteTask: String, Sendable, Equatable {
+    case decide
+    case generate
+}
+
+public enum RouteInput: String, Sendable, Equatable {
+    case json
+    case text
+}
+
+public struct RouteConfig: Sendable, Equatable {
+    public var name: String
+    public var topic: String
+    public var sharedGroup: String?
+    public var qos: Int
+    public var input: RouteInput
+    public var prompt: Template
+    public var task: RouteTask
+    public var labels: [String]
+    public var minConfidence: Double
+    public var maxTokens: Int
+    public var temperature: Double
+    public var stop: [String]
+    public var outputTopic: Template
+    public var outputQoS: Int
+    public var retain: Bool
+    public var errorTopic: String
+    public var mark: Mark
+
+    /// What is sent in SUBSCRIBE: the filter, or `$share/<group>/<filter>`.
+    public var subscription: String {
+        if let g = sharedGroup { return "$share/\(g)/\(topic)" }
+        return topic
+    }
+}
+
+public struct PluginConfig: Sendable {
+    public var id: String
+    public var node: YAMLNode
+}
+
+extension PluginConfig: Equatable {
+    public static func == (a: PluginConfig, b: PluginConfig) -> Bool {
+        a.id == b.id && a.node.mark == b.node.mark
+    }
+}
+
+/// Checks an MQTT subscription filter: `+` and `#` only as whole levels, `#` last, no NUL.
+public func topicFilterProblem(_ filter: String) -> String? {
+    if filter.isEmpty { return "a topic filter cannot be empty" }
+    if filter.hasPrefix("$share/") { return "write the group in shared_group, not in the topic" }
+    let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
+    for (i, level) in levels.enumerated() {
+        if level.contains("#") && (level != "#" || i != levels.count - 1) {
+            return "'#' must be a whole level and the last one"
+        }
+        if level.contains("+") && level != "+" { return "'+' must be a whole level" }
+    }
+    if filter.utf8.contains(0) { return "a topic filter cannot contain NUL" }
+    return nil
+}
+
+/// Checks a topic to publish to: no wildcards.
+public func topicNameProblem(_ topic: String) -> String? {
+    if topic.isEmpty { return "a topic cannot be empty" }
+    if topic.contains("+") || topic.contains("#") { return "a topic to publish to cannot contain '+' or '#'" }
+    return nil
+}

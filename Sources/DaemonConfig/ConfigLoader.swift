@@ -1,0 +1,112 @@
+import Glibc
+
+/// Reads the configuration the way DESIGN.md §8 describes: the main file, then every
+/// `conf.d/*.yaml` beside it in name order. A later file's keys override earlier ones (mappings
+/// are merged key by key), except the `routes` and `plugins` lists, which are appended.
+public enum ConfigLoader {
+    public static let defaultPath = "/etc/bitnetd/bitnetd.yaml"
+
+    /// Loads and validates. Throws `ConfigUnreadable` (a file cannot be read) or `ConfigErrors`
+    /// (everything wrong, sorted by position).
+    public static func load(
+        path: String = defaultPath, environment: @escaping YAMLParser.Environment = YAMLParser.processEnvironment
+    ) throws -> BitnetdConfig {
+        var files = [path]
+        files += confDFiles(beside: path)
+        var errors: [ConfigError] = []
+        var merged: YAMLNode?
+        for file in files {
+            let text = try readTextFile(file)
+            let (root, parseErrors): (YAMLNode, [ConfigError])
+            do {
+                (root, parseErrors) = try YAMLParser.parse(text, file: file, environment: environment)
+            } catch {
+                errors += error.errors
+                continue
+            }
+            errors += parseErrors
+            if !root.isNull, case .mapping = root.content {} else if !root.isNull {
+                errors.append(ConfigError(root.mark, "", "expected a mapping at the top of the file, got \(root.kindDescription)"))
+                continue
+            }
+            merged = merged.map { merge($0, root, path: "") } ?? root
+        }
+        let context = ConfigContext()
+        context.errors = errors
+        let root = merged ?? YAMLNode(.scalar("", plain: true), mark: Mark(file: path, line: 1, column: 1))
+        let config = BitnetdConfig.decode(root, files: files, context: context)
+        if !context.errors.isEmpty { throw ConfigErrors(context.errors) }
+        return config
+    }
+
+    /// `conf.d/*.yaml` (and `*.yml`) beside `path`, sorted by name; empty if the folder is absent.
+    public static func confDFiles(beside path: String) -> [String] {
+        let dir: String
+        if let slash = path.lastIndex(of: "/") {
+            dir = String(path[..<slash]) + "/conf.d"
+        } else {
+            dir = "conf.d"
+        }
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name.hasPrefix(".") { continue }
+            if name.hasSuffix(".yaml") || name.hasSuffix(".yml") { names.append(name) }
+        }
+        return names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map { dir + "/" + $0 }
+    }
+
+    /// Merges `b` over `a`.
+    static func merge(_ a: YAMLNode, _ b: YAMLNode, path: String) -> YAMLNode {
+        guard case .mapping(var entries) = a.content, case .mapping(let over) = b.content else { return b }
+        for entry in over {
+            if let i = entries.firstIndex(where: { $0.key == entry.key }) {
+                let old = entries[i].value
+                if path.isEmpty, entry.key == "routes" || entry.key == "plugins",
+                   case .sequence(let x) = old.content, case .sequence(let y) = entry.value.content {
+                    entries[i].value = YAMLNode(.sequence(x + y), mark: old.mark)
+                } else if case .mapping = old.content, case .mapping = entry.value.content {
+                    entries[i].value = merge(old, entry.value, path: joinPath(path, entry.key))
+                } else {
+                    entries[i] = entry
+                }
+            } else {
+                entries.append(entry)
+            }
+        }
+        return YAMLNode(.mapping(entries), mark: a.mark)
+    }
+
+    /// Reads a whole file as UTF-8 text.
+    public static func readTextFile(_ path: String) throws(ConfigUnreadable) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw ConfigUnreadable(path: path, errno: e, reason: String(cString: strerror(e)))
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                throw ConfigUnreadable(path: path, errno: e, reason: String(cString: strerror(e)))
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            if bytes.count > 16 << 20 {
+                throw ConfigUnreadable(path: path, errno: EFBIG, reason: "file is larger than 16 MiB")
+            }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigUnreadable(path: path, errno: EILSEQ, reason: "file is not valid UTF-8")
+        }
+        return text
+    }
+}

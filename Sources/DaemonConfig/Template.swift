@@ -1,0 +1,107 @@
+/// A parsed `{{…}}` template (DESIGN.md §8 "Templates").
+///
+/// - `{{a.b}}` reads field `b` of object `a` of the JSON payload (a missing field is a bad-input
+///   error when rendering, never an empty string);
+/// - `{{topic.N}}` reads the N-th level (0-based) of the message's topic;
+/// - `{{payload}}` is the whole payload text (the input of `input: text` routes);
+/// - `{{route}}` is the route's name.
+/// Templates are parsed when the configuration is read, so syntax problems are config errors with
+/// a file position rather than per-message failures.
+public struct Template: Sendable, Equatable, CustomStringConvertible {
+    public enum Part: Sendable, Equatable {
+        case text(String)
+        case field([String])
+        case topicLevel(Int)
+        case payload
+        case route
+    }
+
+    public let parts: [Part]
+    public let source: String
+
+    public var description: String { source }
+
+    public init(parts: [Part], source: String) {
+        self.parts = parts
+        self.source = source
+    }
+
+    /// Parses `source`; the error string is a complete sentence for a config message.
+    public static func parse(_ source: String) -> Result<Template, TemplateError> {
+        var parts: [Part] = []
+        var rest = Substring(source)
+        var literal = ""
+        while let open = rest.findRange("{{") {
+            literal += rest[..<open.lowerBound]
+            let after = rest[open.upperBound...]
+            guard let close = after.findRange("}}") else {
+                return .failure(TemplateError(message: "unclosed '{{' in template"))
+            }
+            let name = after[..<close.lowerBound].trimmingSpaces()
+            rest = after[close.upperBound...]
+            let part: Part
+            if name.isEmpty {
+                return .failure(TemplateError(message: "empty '{{}}' in template"))
+            } else if name == "payload" {
+                part = .payload
+            } else if name == "route" {
+                part = .route
+            } else if name.hasPrefix("topic.") {
+                guard let n = Int(name.dropFirst(6)), n >= 0 else {
+                    return .failure(TemplateError(message: "'{{\(name)}}': topic levels are written {{topic.N}} with N = 0, 1, …"))
+                }
+                part = .topicLevel(n)
+            } else if name == "window" || name.hasPrefix("window.") {
+                return .failure(TemplateError(message: "'{{\(name)}}': reading windows are not supported yet"))
+            } else {
+                let path = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+                guard path.allSatisfy({ !$0.isEmpty }) else {
+                    return .failure(TemplateError(message: "'{{\(name)}}' is not a valid field path"))
+                }
+                part = .field(path)
+            }
+            if !literal.isEmpty {
+                parts.append(.text(literal))
+                literal = ""
+            }
+            parts.append(part)
+        }
+        literal += rest
+        if !literal.isEmpty { parts.append(.text(literal)) }
+        return .success(Template(parts: parts, source: source))
+    }
+
+    /// True if the template reads the payload as JSON fields.
+    public var readsFields: Bool {
+        parts.contains { if case .field = $0 { return true } else { return false } }
+    }
+}
+
+public struct TemplateError: Error, Sendable, Equatable {
+    public var message: String
+}
+
+extension Substring {
+    func findRange(_ needle: String) -> Range<Substring.Index>? {
+        let n = Array(needle.utf8)
+        let u = self.utf8
+        var i = u.startIndex
+        while i != u.endIndex {
+            var j = i, k = 0
+            while k < n.count, j != u.endIndex, u[j] == n[k] {
+                j = u.index(after: j)
+                k += 1
+            }
+            if k == n.count { return i..<j }
+            i = u.index(after: i)
+        }
+        return nil
+    }
+
+    func trimmingSpaces() -> String {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import BitNet
+import GGUF
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Resident memory split as the kernel reports it (/proc/self/status), bytes.
+struct MemoryUsage {
+    var peak = 0, file = 0, anon = 0
+
+    static func current() -> MemoryUsage {
+        var m = MemoryUsage()
+        guard let f = fopen("/proc/self/status", "r") else { return m }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let s = String(cString: line)
+            func kb(_ key: String) -> Int? {
+                guard s.hasPrefix(key) else { return nil }
+                return Int(s.dropFirst(key.count).split(separator: " ").first ?? "").map { $0 * 1024 }
+            }
+            if let v = kb("VmHWM:") { m.peak = v }
+            if let v = kb("RssFile:") { m.file = v }
+            if let v = kb("RssAnon:") { m.anon = v }
+        }
+        return m
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prompt processing and generation speed (tokens/s), like llama-bench.",
+        discussion: """
+        pp: N prompt tokens from an empty context in one batch, logits for the last position only. \
+        tg: N tokens generated one at a time through the file's own LM head (end-of-generation ignored). \
+        Use --make-2b4t to create a random model with the exact BitNet b1.58 2B4T shapes first.
+        """)
+
+    @Option(help: "GGUF model to benchmark.")
+    var model: String?
+
+    @Flag(name: .customLong("make-2b4t"), help: "Create (if missing) and use a random model with the 2B4T shapes at --model or /tmp/bitnetd-bench/2b4t-i2_s.gguf.")
+    var make2B4T = false
+
+    @Option(help: "Comma-separated thread counts.")
+    var threads = "0"
+
+    @Option(help: "Prompt tokens (0 = skip pp).")
+    var prompt = 128
+
+    @Option(help: "Generated tokens (0 = skip tg).")
+    var gen = 128
+
+    @Option(help: "Repetitions of each test.")
+    var repetitions = 3
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        var path = model ?? ""
+        if make2B4T {
+            if path.isEmpty {
+                mkdir("/tmp/bitnetd-bench", 0o755)
+                path = "/tmp/bitnetd-bench/2b4t-i2_s.gguf"
+            }
+            if access(path, R_OK) != 0 {
+                printErr("writing a random model with the 2B4T shapes to \(path) (1.19 GB)…")
+                let t0 = monotonicMs()
+                try ModelFactory.write(.bitnet2B4T, to: path) { done, total in
+                    if done % 30 == 0 || done == total { printErr("  \(done)/\(total) tensors") }
+                }
+                printErr("  done in \(fmt((monotonicMs() - t0) / 1000)) s")
+            }
+        }
+        guard !path.isEmpty else { throw ValidationError("give --model PATH or --make-2b4t") }
+        let threadList = threads.split(separator: ",").compactMap { Int($0) }
+        guard !threadList.isEmpty else { throw ValidationError("--threads must be a comma-separated list of integers") }
+
+        var rows: [String] = []
+        var jsonRows: [String] = []
+        for t in threadList {
+            let engine: Engine
+            do {
+                engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: prompt + gen + 8))
+            } catch {
+                throw fail(error)
+            }
+            let hp = engine.model.hp
+            let ctx = engine.context
+            var rng = SplitMixXoshiro(seed: 42)
+            let vocabBase = Int32(max(1, hp.vocabSize - 256))
+            let ids = (0..<max(prompt, 1)).map { _ in Int32(rng.next() % UInt64(vocabBase)) }
+            var ppRates: [Double] = []
+            var tgRates: [Double] = []
+            for _ in 0..<repetitions {
+                if prompt > 0 {
+                    ctx.reset()
+                    let t0 = monotonicMs()
+                    _ = try ctx.forward(Array(ids[..<prompt]), logits: .last)
+                    ppRates.append(Double(prompt) / (monotonicMs() - t0) * 1000)
+                }
+                if gen > 0 {
+                    ctx.reset()
+                    var logits = try ctx.forward([ids[0]], logits: .last)
+                    let t0 = monotonicMs()
+                    for _ in 0..<gen {
+                        let next = Sampler.argmax(logits)
+                        logits = try ctx.forward([next], logits: .last)
+                    }
+                    tgRates.append(Double(gen) / (monotonicMs() - t0) * 1000)
+                }
+            }
+            let bw = readBandwidth(engine)
+            let mem = MemoryUsage.current()
+            let bytesPerToken = Double(engine.model.file.fileSize)
+            let kernel = engine.kernelName
+            func stats(_ r: [Double]) -> (Double, Double, Double) {
+                let s = r.sorted()
+                return (s.first ?? 0, s.isEmpty ? 0 : s[s.count / 2], s.last ?? 0)
+            }
+            let pp = stats(ppRates), tg = stats(tgRates)
+            let ceiling = bw / bytesPerToken
+            if prompt > 0 {
+                rows.append("| \(engine.modelName) | \(fmt(Double(engine.modelFileBytes) / 1e9, 2)) GB | \(kernel) | \(engine.threads) | pp\(prompt) | \(fmt(pp.0)) – \(fmt(pp.1)) – \(fmt(pp.2)) |")
+            }
+            if gen > 0 {
+                rows.append("| \(engine.modelName) | \(fmt(Double(engine.modelFileBytes) / 1e9, 2)) GB | \(kernel) | \(engine.threads) | tg\(gen) | \(fmt(tg.0)) – \(fmt(tg.1)) – \(fmt(tg.2)) |")
+            }
+            rows.append("|   read bandwidth \(fmt(bw / 1e9, 1)) GB/s → tg ceiling \(fmt(ceiling)) t/s (tg median = \(fmt(tg.1 / max(ceiling, 1e-9) * 100)) %); RSS peak \(mem.peak >> 20) MiB (file \(mem.file >> 20) MiB, anon \(mem.anon >> 20) MiB) |")
+            jsonRows.append("{\"model\":\(jsonString(engine.modelName)),\"model_bytes\":\(engine.modelFileBytes),\"kernel\":\"\(kernel)\",\"threads\":\(engine.threads),\"pp_tokens\":\(prompt),\"pp_tps\":[\(ppRates.map { jsonNumber($0) }.joined(separator: ","))],\"tg_tokens\":\(gen),\"tg_tps\":[\(tgRates.map { jsonNumber($0) }.joined(separator: ","))],\"read_bandwidth_gbs\":\(jsonNumber(bw / 1e9)),\"tg_ceiling_tps\":\(jsonNumber(ceiling)),\"rss_peak_bytes\":\(mem.peak),\"rss_file_bytes\":\(mem.file),\"rss_anon_bytes\":\(mem.anon),\"load_ms\":\(jsonNumber(engine.loadMs))}")
+        }
+        if json {
+            print("[" + jsonRows.joined(separator: ",") + "]")
+        } else {
+            print("| model | size | kernel | threads | test | t/s (min – median – max) |")
+            print("|---|---|---|---|---|---|")
+            for r in rows { print(r) }
+        }
+    }
+
+    /// Reads the whole mapped model once with the engine's threads (pages already cached by the
+    /// runs above) and returns bytes/s: the memory-bandwidth ceiling for generation.
+    func readBandwidth(_ engine: Engine) -> Double {
+        let file = engine.model.file
+        guard let first = file.tensors.first else { return 0 }
+        let base = file.data(of: first) - first.offset
+        let words = (file.fileSize - file.dataStart) / 8
+        let pool = engine.context.pool
+        var best = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicMs()
+            let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: pool.threadCount)
+            pool.parallelChunks(words, granularity: 4096) { part, start, end in
+                let p = base.assumingMemoryBound(to: UInt64.self)
+                var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0
+                var i = start
+                while i + 4 <= end {
+                    a ^= p[i]; b ^= p[i + 1]; c ^= p[i + 2]; d ^= p[i + 3]
+                    i += 4
+                }
+                sink[part] = a ^ b ^ c ^ d
+            }
+            let dt = monotonicMs() - t0
+            sink.deallocate()
+            best = max(best, Double(words * 8) / dt * 1000)
+        }
+        return best
+    }
+}

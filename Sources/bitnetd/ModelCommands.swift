@@ -1,0 +1,273 @@
+import ArgumentParser
+import BitNet
+import GGUF
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Prints to standard error.
+func printErr(_ s: String) {
+    var line = s
+    line += "\n"
+    fputs(line, stderr)
+}
+
+/// Turns engine and file errors into a one-line message and exit code 1.
+func fail(_ error: Error) -> ExitCode {
+    printErr("error: \(error)")
+    return ExitCode(1)
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Path of the GGUF model file.")
+    var model: String
+
+    @Option(name: .long, help: "Worker threads (default: one per CPU).")
+    var threads: Int = 0
+
+    @Option(name: .long, help: "KV-cache length in tokens (default: min(trained context, 4096)).")
+    var context: Int = 0
+
+    @Option(name: .long, help: "Pre-tokenizer: llama3 (trained), default (bitnet.cpp parity) or gpt2. Default: from the file.")
+    var preTokenizer: String?
+
+    func engine() throws -> Engine {
+        try Engine(modelPath: model, options: EngineOptions(threads: threads, contextLength: context,
+                                                            kernel: nil, preTokenizer: preTokenizer))
+    }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 {
+                let h = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out + "\""
+}
+
+func jsonNumber(_ v: Double) -> String {
+    v.isFinite ? "\(v)" : "null"
+}
+
+// MARK: - inspect
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model file's architecture, hyper-parameters, tensors and tokenizer, and what the engine will do with it.")
+
+    @Argument(help: "Path of the GGUF model file.")
+    var model: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        let file: GGUFFile
+        do { file = try GGUFFile(path: model) } catch { throw fail(error) }
+        var problems: [String] = []
+        var loaded: BitNetModel?
+        var tokenizer: Tokenizer?
+        do { loaded = try BitNetModel(file: file) } catch { problems.append("\(error)") }
+        do { tokenizer = try Tokenizer(file: file) } catch { problems.append("\(error)") }
+        let kernel = (try? KernelSet())?.name ?? "?"
+        if json {
+            var out = "{\"path\":\(jsonString(model)),\"version\":\(file.version),\"file_bytes\":\(file.fileSize),"
+            out += "\"alignment\":\(file.alignment),\"data_start\":\(file.dataStart),\"metadata\":{"
+            out += file.keys.map { k in
+                let v = file.metadata[k]!
+                let rendered: String
+                switch v {
+                case .string(let s): rendered = jsonString(s)
+                case .array(let a): rendered = "{\"type\":\(jsonString("\(a.elementType)")),\"count\":\(a.count)}"
+                case .bool(let b): rendered = b ? "true" : "false"
+                default: rendered = v.integer.map { "\($0)" } ?? jsonNumber(v.float ?? .nan)
+                }
+                return jsonString(k) + ":" + rendered
+            }.joined(separator: ",")
+            out += "},\"tensors\":["
+            out += file.tensors.map { t in
+                "{\"name\":\(jsonString(t.name)),\"type\":\"\(t.type.name)\",\"dims\":[\(t.dims.map(String.init).joined(separator: ","))],\"offset\":\(file.dataStart + t.offset),\"bytes\":\(t.byteCount)}"
+            }.joined(separator: ",")
+            out += "]"
+            if let m = loaded {
+                let hp = m.hp
+                out += ",\"model\":{\"architecture\":\(jsonString(hp.architecture)),\"name\":\(jsonString(hp.name)),\"vocab\":\(hp.vocabSize),\"context\":\(hp.trainedContext),\"embedding\":\(hp.embedding),\"layers\":\(hp.layers),\"feed_forward\":\(hp.feedForward),\"heads\":\(hp.heads),\"kv_heads\":\(hp.kvHeads),\"head_dim\":\(hp.headDim),\"rope_dims\":\(hp.ropeDims),\"rope_base\":\(hp.ropeBase),\"rms_epsilon\":\(hp.rmsEpsilon),\"activation\":\"\(hp.activation.rawValue)\",\"tied_output\":\(m.tiedOutput),\"ternary_type\":\"\(m.layers.first?.q.type.name ?? "")\",\"kv_cache_bytes_per_token\":\(m.kvCacheBytes(tokens: 1))}"
+            }
+            if let t = tokenizer {
+                out += ",\"tokenizer\":{\"tokens\":\(t.vocabularySize),\"pre_tokenizer\":\"\(t.preTokenizer.rawValue)\",\"bos\":\(t.bos.map { "\($0)" } ?? "null"),\"eos\":\(t.eos.map { "\($0)" } ?? "null"),\"add_bos\":\(t.addBOS),\"end_of_generation\":[\(t.endOfGeneration.sorted().map { "\($0)" }.joined(separator: ","))]}"
+            }
+            out += ",\"kernel\":\"\(kernel)\",\"usable\":\(problems.isEmpty),\"problems\":[\(problems.map(jsonString).joined(separator: ","))]}"
+            print(out)
+        } else {
+            print("file:          \(model)")
+            print("format:        GGUF v\(file.version), \(file.fileSize) bytes, alignment \(file.alignment), data at \(file.dataStart)")
+            print("metadata (\(file.keys.count)):")
+            for k in file.keys { print("  \(k) = \(file.metadata[k]!.summary)") }
+            print("tensors (\(file.tensors.count)):")
+            var byType: [String: (Int, Int)] = [:]
+            for t in file.tensors {
+                print("  \(t.name)  \(t.type.name)  \(t.dims)  \(t.byteCount) B")
+                byType[t.type.name, default: (0, 0)].0 += 1
+                byType[t.type.name, default: (0, 0)].1 += t.byteCount
+            }
+            print("by type:       " + byType.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.0) (\($0.value.1) B)" }.joined(separator: ", "))
+            if let m = loaded {
+                let hp = m.hp
+                print("model:         \(hp.architecture) '\(hp.name)': \(hp.layers) layers, d=\(hp.embedding), ff=\(hp.feedForward), heads \(hp.heads)/\(hp.kvHeads) (head \(hp.headDim)), vocab \(hp.vocabSize), context \(hp.trainedContext)")
+                print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU"), NEOX RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon)")
+                print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))")
+                print("KV cache:      F16, \(m.kvCacheBytes(tokens: 1)) B/token (\(m.kvCacheBytes(tokens: 4096) >> 20) MiB at 4096)")
+            }
+            if let t = tokenizer {
+                print("tokenizer:     byte-level BPE, \(t.vocabularySize) tokens, pre-tokenizer \(t.preTokenizer.rawValue)\(file.metadata["tokenizer.ggml.pre"] == nil ? " (no tokenizer.ggml.pre: using the trained Llama-3 pattern)" : ""), BOS \(t.bos.map { "\($0)" } ?? "-")\(t.addBOS ? " (added)" : ""), EOG \(t.endOfGeneration.sorted())")
+            }
+            print("kernel path:   \(kernel) (available: \(KernelSet.availablePaths.joined(separator: ", ")))")
+            if problems.isEmpty {
+                print("status:        usable")
+            } else {
+                for p in problems { print("problem:       \(p)") }
+            }
+        }
+        if !problems.isEmpty { throw ExitCode(1) }
+    }
+}
+
+// MARK: - generate
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a prompt, streaming it to standard output; timing goes to standard error.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "The prompt text.")
+    var prompt: String
+
+    @Flag(help: "Wrap the prompt in the model's trained chat format (System:/User:/Assistant:).")
+    var chat = false
+
+    @Option(help: "System message for --chat.")
+    var system: String?
+
+    @Option(help: "Maximum tokens to generate.")
+    var maxTokens = 128
+
+    @Option(help: "Sampling temperature; 0 = greedy.")
+    var temperature = 0.8
+
+    @Option(help: "Top-k cut (0 = off).")
+    var topK = 40
+
+    @Option(help: "Top-p (nucleus) cut.")
+    var topP = 0.95
+
+    @Option(help: "Min-p cut.")
+    var minP = 0.05
+
+    @Option(help: "Repetition penalty (1 = off).")
+    var repeatPenalty = 1.0
+
+    @Option(help: "Random seed (default: time-based).")
+    var seed: UInt64?
+
+    @Option(help: "Stop string (repeatable).")
+    var stop: [String] = []
+
+    @Flag(help: "Keep generating past end-of-generation tokens.")
+    var ignoreEos = false
+
+    func run() throws {
+        do {
+            let engine = try options.engine()
+            printErr("model: \(engine.modelName) (\(engine.model.hp.architecture)), kernel \(engine.kernelName), \(engine.threads) threads, loaded in \(Int(engine.loadMs)) ms")
+            var g = GenerateOptions()
+            g.maxTokens = maxTokens
+            g.temperature = temperature
+            g.topK = topK
+            g.topP = topP
+            g.minP = minP
+            g.repeatPenalty = repeatPenalty
+            g.seed = seed
+            g.stop = stop
+            g.stopAtEOG = !ignoreEos
+            g.chat = chat
+            g.system = system
+            let r = try engine.generate(prompt: prompt, options: g) { piece in
+                fputs(piece, stdout)
+                fflush(stdout)
+                return true
+            }
+            print("")
+            let pp = Double(r.promptTokens) / max(r.promptMs, 1e-9) * 1000
+            let tg = Double(max(r.generatedTokens - 1, 0)) / max(r.generateMs, 1e-9) * 1000
+            printErr("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String {
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    let r = (v * p).rounded() / p
+    return "\(r)"
+}
+
+// MARK: - decide
+
+struct Decide: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score a fixed set of labels as continuations of a prompt and print the most probable one.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "The prompt text; each label is scored as the text that follows it.")
+    var prompt: String
+
+    @Option(help: "Comma-separated labels.")
+    var labels: String
+
+    @Option(help: "Answer 'unsure' when the best probability is below this.")
+    var minConfidence: Double = 0
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let list = labels.split(separator: ",").map(String.init)
+        guard !list.isEmpty else { throw ValidationError("--labels needs at least one label") }
+        do {
+            let engine = try options.engine()
+            let r = try engine.decide(prompt: prompt, labels: list)
+            let best = r.probabilities[r.best] < minConfidence ? "unsure" : r.labels[r.best]
+            if json {
+                let probs = zip(r.labels, r.probabilities).map { "\(jsonString($0)):\(jsonNumber($1))" }.joined(separator: ",")
+                print("{\"label\":\(jsonString(best)),\"probabilities\":{\(probs)},\"tokens\":{\"prompt\":\(r.promptTokens),\"cached\":\(r.cachedTokens)},\"latency_ms\":\(fmt(r.elapsedMs, 3)),\"model\":\(jsonString(engine.modelName))}")
+            } else {
+                print(best)
+                for (l, p) in zip(r.labels, r.probabilities) { printErr("  \(l): \(fmt(p, 4))") }
+                printErr("latency: \(fmt(r.elapsedMs, 2)) ms (\(r.promptTokens) prompt tokens)")
+            }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+"""Minimal GGUF v3 writer and random-model builder, used only by the reference's own self-tests
+(so the reference can be exercised before/independently of `bitnetd dev make-model`)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+import bitnet_ref as R
+
+
+def _str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def _value(vt: int, v) -> bytes:
+    if vt == R.T_STRING:
+        return _str(v)
+    if vt == R.T_ARRAY:
+        et, items = v
+        out = struct.pack("<IQ", et, len(items))
+        if et == R.T_STRING:
+            return out + b"".join(_str(x) for x in items)
+        return out + np.asarray(items, dtype=R._SCALAR_NP[et]).tobytes()
+    fmt = R._SCALAR_FMT[vt][0]
+    return struct.pack(fmt, int(v) if vt == R.T_BOOL else v)
+
+
+def write_gguf(path, kvs, tensors, alignment=32, version=3):
+    """kvs: list of (key, value_type, value) — arrays as (key, T_ARRAY, (elem_type, list)).
+    tensors: list of (name, ne tuple, ggml_type, raw bytes)."""
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, vt, v in kvs:
+        head += _str(k) + struct.pack("<I", vt) + _value(vt, v)
+    off = 0
+    infos = b""
+    blobs = []
+    for name, ne, tt, raw in tensors:
+        assert len(raw) == R.tensor_nbytes(tt, ne), name
+        infos += _str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", e) for e in ne)
+        infos += struct.pack("<IQ", tt, off)
+        pad = (-len(raw)) % alignment
+        blobs.append(raw + bytes(pad))
+        off += len(raw) + pad
+    hdr = head + infos
+    hdr += bytes((-len(hdr)) % alignment)
+    with open(path, "wb") as f:
+        f.write(hdr)
+        for b in blobs:
+            f.write(b)
+
+
+def _ternary_bytes(kind, T, alpha):
+    M, K = T.shape
+    if kind == "i2_s":
+        return R.GGML_I2_S, R.encode_i2_s(T, alpha)
+    d = np.full((M, K // R.QK_K), alpha, np.float16)
+    if kind == "tq2_0":
+        return R.GGML_TQ2_0, R.encode_tq2_0(T, d)
+    if kind == "tq1_0":
+        return R.GGML_TQ1_0, R.encode_tq1_0(T, d)
+    raise ValueError(kind)
+
+
+def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv_heads=2, ff=256,
+                      vocab=300, kind="i2_s", seed=0, hidden_activation=None, scale_tensors=False,
+                      context=256):
+    rng = np.random.default_rng(seed)
+    a = arch
+    kvs = [
+        ("general.architecture", R.T_STRING, arch),
+        ("general.name", R.T_STRING, "reference-selftest"),
+        (f"{a}.context_length", R.T_UINT32, context),
+        (f"{a}.embedding_length", R.T_UINT32, embd),
+        (f"{a}.block_count", R.T_UINT32, layers),
+        (f"{a}.feed_forward_length", R.T_UINT32, ff),
+        (f"{a}.rope.dimension_count", R.T_UINT32, embd // heads),
+        (f"{a}.attention.head_count", R.T_UINT32, heads),
+        (f"{a}.attention.head_count_kv", R.T_UINT32, kv_heads),
+        (f"{a}.attention.layer_norm_rms_epsilon", R.T_FLOAT32, 1e-5),
+        (f"{a}.rope.freq_base", R.T_FLOAT32, 10000.0),
+        ("tokenizer.ggml.model", R.T_STRING, "gpt2"),
+        ("tokenizer.ggml.tokens", R.T_ARRAY, (R.T_STRING, [f"t{i}" for i in range(vocab)])),
+        ("tokenizer.ggml.token_type", R.T_ARRAY, (R.T_INT32, [1] * (vocab - 1) + [3])),
+    ]
+    if hidden_activation is not None:
+        kvs.append((f"{a}.hidden_activation", R.T_STRING, hidden_activation))
+    tensors = []
+    emb = (rng.standard_normal((vocab, embd)) * 0.5).astype(np.float16)
+    tensors.append(("token_embd.weight", (embd, vocab), R.GGML_F16, emb.tobytes()))
+    kvw = embd // heads * kv_heads
+    shapes = {"attn_q": (embd, embd), "attn_k": (embd, kvw), "attn_v": (embd, kvw),
+              "attn_output": (embd, embd), "ffn_gate": (embd, ff), "ffn_up": (embd, ff),
+              "ffn_down": (ff, embd)}
+    for L in range(layers):
+        for nm, width in (("attn_norm", embd), ("attn_sub_norm", embd), ("ffn_norm", embd),
+                          ("ffn_sub_norm", ff)):
+            w = (1.0 + 0.1 * rng.standard_normal(width)).astype(np.float32)
+            tensors.append((f"blk.{L}.{nm}.weight", (width,), R.GGML_F32, w.tobytes()))
+        for nm, (K, M) in shapes.items():
+            T = rng.integers(-1, 2, size=(M, K)).astype(np.int8)
+            alpha = float(np.float16(1.0 / np.sqrt(K * 2.0 / 3.0)))
+            tt, raw = _ternary_bytes(kind, T, alpha)
+            tensors.append((f"blk.{L}.{nm}.weight", (K, M), tt, raw))
+            if scale_tensors:
+                sc = np.array([1.0 + 0.25 * rng.standard_normal()], np.float32)
+                tensors.append((f"blk.{L}.{nm}.scale", (1,), R.GGML_F32, sc.tobytes()))
+    tensors.append(("output_norm.weight", (embd,), R.GGML_F32,
+                    (1.0 + 0.1 * rng.standard_normal(embd)).astype(np.float32).tobytes()))
+    write_gguf(path, kvs, tensors)

@@ -1,0 +1,363 @@
+"""Engine (`bitnetd`) vs the independent NumPy reference (tools/reference/bitnet_ref.py).
+
+* Stage tests: the engine's dumped input of each stage is fed to the reference's stage function
+  (identical inputs); integer BitLinear dots must be exact (I2_S), every float stage must satisfy
+  max|Δ| ≤ 1e-5 · max|ref|.
+* End-to-end: the reference picks 32 greedy tokens after a random prompt; engine and reference then
+  both process prompt + those 32 ids (prompt as one batch, the rest one at a time) and must satisfy
+  max|Δlogit| ≤ 1e-3 · max|logit| at every position, and the same argmax wherever the reference's
+  top1−top2 margin exceeds twice that tolerance.
+
+Each model is generated with `bitnetd dev make-model` into a temporary directory.
+Run: python3 -m pytest tools/tests -q
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import bitnet_ref as R
+from conftest import engine_logits, normal_token_ids
+
+STAGE_RTOL = 1e-5
+E2E_RTOL = 1e-3
+N_GREEDY = 32
+
+# Shapes: I2_S needs every K (d and F) to be a multiple of 128, TQ1_0/TQ2_0 a multiple of 256,
+# so d = 64 is not representable in any ternary type; d ∈ {128, 256} are used.
+MODELS = {
+    # arch bitnet-b1.58, ReLU², I2_S, GQA 4 (4 q-heads / 1 kv-head), head_dim 32
+    "b158-i2s-d128-h4kv1": dict(arch="bitnet-b1.58", layers=3, embd=128, heads=4, kv_heads=1,
+                                ff=384, vocab=320, type="i2_s", seed=11),
+    # arch bitnet-b1.58, TQ2_0, GQA 2, head_dim 32
+    "b158-tq2-d256-h8kv4": dict(arch="bitnet-b1.58", layers=3, embd=256, heads=8, kv_heads=4,
+                                ff=768, vocab=400, type="tq2_0", seed=12),
+    # arch bitnet-25 (same graph), TQ1_0, MHA (GQA 1), head_dim 64
+    "b25-tq1-d256-h4kv4": dict(arch="bitnet-25", layers=3, embd=256, heads=4, kv_heads=4,
+                               ff=512, vocab=300, type="tq1_0", seed=13),
+    # mainline bitnet, explicit silu, per-tensor scale tensors, I2_S, GQA 4, 4 layers
+    "bitnet-silu-scales-i2s-d256-h8kv2": dict(arch="bitnet", layers=4, embd=256, heads=8,
+                                              kv_heads=2, ff=640, vocab=350, type="i2_s", seed=14,
+                                              hidden_activation="silu", scale_tensors=True),
+    # mainline bitnet, activation key left to the default (SiLU), scale tensors, TQ2_0, head_dim 128
+    "bitnet-default-scales-tq2-d256-h2kv2": dict(arch="bitnet", layers=3, embd=256, heads=2,
+                                                 kv_heads=2, ff=512, vocab=300, type="tq2_0",
+                                                 seed=15, scale_tensors=True),
+    # mainline bitnet with hidden_activation relu2, TQ1_0, GQA 2
+    "bitnet-relu2-tq1-d256-h4kv2": dict(arch="bitnet", layers=3, embd=256, heads=4, kv_heads=2,
+                                        ff=768, vocab=330, type="tq1_0", seed=16,
+                                        hidden_activation="relu2"),
+}
+I2S_MODELS = [k for k, v in MODELS.items() if v["type"] == "i2_s"]
+STAGE_PROMPT_LENS = [1, 16]
+E2E_PROMPT_LENS = [1, 19]
+
+
+def _rng(*keys):
+    h = 0
+    for k in keys:
+        for ch in str(k):
+            h = (h * 131 + ord(ch)) % (2 ** 32)
+    return np.random.default_rng(h)
+
+
+def random_prompt(model, name, n):
+    ok = normal_token_ids(model)
+    return [int(t) for t in _rng(name, n).choice(ok, size=n)]
+
+
+def compare(name, ref, got, rtol):
+    """Returns None if max|Δ| ≤ rtol·max|ref|, else a precise description."""
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64)
+    if ref.shape != got.shape:
+        return f"{name}: shape engine {got.shape} vs reference {ref.shape}"
+    if not np.all(np.isfinite(got)):
+        return f"{name}: engine has {np.count_nonzero(~np.isfinite(got))} non-finite values"
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    diff = np.abs(ref - got)
+    mx = float(diff.max()) if diff.size else 0.0
+    if mx <= rtol * scale:
+        return None
+    idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    nbad = int(np.count_nonzero(diff > rtol * scale))
+    return (f"{name}: max|Δ|={mx:.3e} = {mx / scale if scale else float('inf'):.3e}·max|ref| "
+            f"(max|ref|={scale:.4g}, tol {rtol:g}) at {tuple(int(i) for i in idx)}: "
+            f"ref={ref[idx]:.7g} engine={got[idx]:.7g}; {nbad}/{diff.size} elements over tol")
+
+
+def compare_int(name, ref, got):
+    ref = np.asarray(ref, np.int64)
+    got = np.asarray(got, np.int64)
+    if ref.shape != got.shape:
+        return f"{name}: shape engine {got.shape} vs reference {ref.shape}"
+    bad = ref != got
+    if not bad.any():
+        return None
+    idx = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    return (f"{name}: {int(bad.sum())}/{bad.size} integer dots differ, max|Δ|="
+            f"{int(np.abs(ref - got).max())}; first at {tuple(int(i) for i in idx)}: "
+            f"ref={int(ref[idx])} engine={int(got[idx])}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage dumps
+# ----------------------------------------------------------------------------------------------
+
+_DUMPS = {}
+
+
+@pytest.fixture(scope="module")
+def dumps(engine_models, tmp_path_factory):
+    def get(name, plen):
+        key = (name, plen)
+        if key not in _DUMPS:
+            cfg = MODELS[name]
+            path = engine_models.path(name, cfg)
+            m = engine_models.ref(name, cfg)
+            ids = random_prompt(m, name + "-stages", plen)
+            d = tmp_path_factory.mktemp(f"dump-{name}-{plen}")
+            dump_dir = str(d / "stages")
+            logits = engine_logits(path, ids, plen, str(d), dump_dir=dump_dir, n_vocab=m.n_vocab)
+            if not os.path.isfile(os.path.join(dump_dir, "manifest.tsv")):
+                pytest.fail(f"engine wrote no {dump_dir}/manifest.tsv", pytrace=False)
+            _DUMPS[key] = (m, ids, R.read_stages(dump_dir), logits)
+        return _DUMPS[key]
+    return get
+
+
+def expected_manifest(m: R.BitNetModel, n):
+    d, F, H, Hkv, D, V = m.n_embd, m.n_ff, m.n_head, m.n_head_kv, m.head_dim, m.n_vocab
+    out = {}
+    rows = {"attn_q": H * D, "attn_k": Hkv * D, "attn_v": Hkv * D, "attn_output": d,
+            "ffn_gate": F, "ffn_up": F, "ffn_down": d}
+    for L in range(m.n_layer):
+        p = f"l{L}."
+        out[p + "in"] = ("f32", n, d)
+        out[p + "attn_norm"] = ("f32", n, d)
+        for nm in ("attn_q", "attn_k", "attn_v"):
+            if m.weight_kind == "i2_s":
+                out[p + nm + ".dot"] = ("i32", n, rows[nm])
+            out[p + nm] = ("f32", n, rows[nm])
+        out[p + "q_rope"] = ("f32", n, H * D)
+        out[p + "k_rope"] = ("f32", n, Hkv * D)
+        out[p + "attn"] = ("f32", n, H * D)
+        out[p + "attn_sub_norm"] = ("f32", n, d)
+        for nm in ("attn_output",):
+            if m.weight_kind == "i2_s":
+                out[p + nm + ".dot"] = ("i32", n, d)
+            out[p + nm] = ("f32", n, d)
+        out[p + "ffn_in"] = ("f32", n, d)
+        out[p + "ffn_norm"] = ("f32", n, d)
+        for nm in ("ffn_gate", "ffn_up"):
+            if m.weight_kind == "i2_s":
+                out[p + nm + ".dot"] = ("i32", n, F)
+            out[p + nm] = ("f32", n, F)
+        out[p + "ffn_act"] = ("f32", n, F)
+        out[p + "ffn_sub_norm"] = ("f32", n, F)
+        if m.weight_kind == "i2_s":
+            out[p + "ffn_down.dot"] = ("i32", n, d)
+        out[p + "ffn_down"] = ("f32", n, d)
+    out["out_norm"] = ("f32", n, d)
+    out["logits"] = ("f32", n, V)
+    return out
+
+
+STAGE_KINDS = ["manifest", "embedding", "rmsnorm", "bitlinear", "rope", "attention", "ffn_act",
+               "residual", "lm_head"]
+
+
+def _check_stage(kind, m: R.BitNetModel, ids, E, logits_file):
+    """Returns a list of failure descriptions for one stage kind over all layers."""
+    errs = []
+    n = len(ids)
+    pos = np.arange(n)
+
+    def need(name):
+        if name not in E:
+            errs.append(f"{name}: missing from the engine dump")
+            return None
+        return E[name]
+
+    def cmp(name, ref, rtol=STAGE_RTOL):
+        got = need(name)
+        if got is not None:
+            e = compare(name, ref, got, rtol)
+            if e:
+                errs.append(e)
+
+    if kind == "manifest":
+        exp = expected_manifest(m, n)
+        for name, (dt, r, c) in exp.items():
+            if name not in E:
+                errs.append(f"{name}: missing ({dt} [{r},{c}] expected)")
+                continue
+            a = E[name]
+            got_dt = "i32" if a.dtype.kind == "i" else "f32"
+            if (got_dt, a.shape[0], a.shape[1]) != (dt, r, c):
+                errs.append(f"{name}: engine {got_dt} {list(a.shape)}, expected {dt} [{r},{c}]")
+        if "logits" in E:
+            e = compare("logits.bin vs dump logits", E["logits"], logits_file, 0.0)
+            if e:
+                errs.append(e)
+        return errs
+
+    if kind == "embedding":
+        cmp("l0.in", m.tok_embd[np.asarray(ids)], 0.0)
+        return errs
+
+    last = m.n_layer - 1
+    for L, layer in enumerate(m.layers):
+        p = f"l{L}."
+        if kind == "rmsnorm":
+            for src, dst, w in (("in", "attn_norm", layer.attn_norm),
+                                ("attn", "attn_sub_norm", layer.attn_sub_norm),
+                                ("ffn_in", "ffn_norm", layer.ffn_norm),
+                                ("ffn_act", "ffn_sub_norm", layer.ffn_sub_norm)):
+                x = need(p + src)
+                if x is not None:
+                    cmp(p + dst, R.rmsnorm(x, w, m.eps))
+            if L == last:
+                a, b = need(p + "ffn_in"), need(p + "ffn_down")
+                if a is not None and b is not None:
+                    cmp("out_norm", R.rmsnorm(a + b, m.output_norm, m.eps))
+        elif kind == "bitlinear":
+            for src, nms in (("attn_norm", ("attn_q", "attn_k", "attn_v")),
+                             ("attn_sub_norm", ("attn_output",)),
+                             ("ffn_norm", ("ffn_gate", "ffn_up")),
+                             ("ffn_sub_norm", ("ffn_down",))):
+                x = need(p + src)
+                if x is None:
+                    continue
+                for nm in nms:
+                    w = layer.lin[nm]
+                    q, _, _ = R.quantize_act(x)
+                    dot = w.int_dot(q)
+                    if w.kind == "i2_s" or (p + nm + ".dot") in E:
+                        got = need(p + nm + ".dot")
+                        if got is not None:
+                            e = compare_int(p + nm + ".dot", dot, got)
+                            if e:
+                                errs.append(e)
+                    _, y = w.forward(x)
+                    cmp(p + nm, y)
+        elif kind == "rope":
+            q, k = need(p + "attn_q"), need(p + "attn_k")
+            if q is not None:
+                cmp(p + "q_rope", R.rope_neox(q, pos, m.n_head, m.head_dim, m.n_rot, m.rope_base))
+            if k is not None:
+                cmp(p + "k_rope", R.rope_neox(k, pos, m.n_head_kv, m.head_dim, m.n_rot, m.rope_base))
+        elif kind == "attention":
+            q, k, v = need(p + "q_rope"), need(p + "k_rope"), need(p + "attn_v")
+            if q is not None and k is not None and v is not None:
+                ref = R.attention(q, k.astype(np.float16), v.astype(np.float16), pos, m.n_head,
+                                  m.n_head_kv, m.head_dim, single_token=(n == 1))
+                cmp(p + "attn", ref)
+        elif kind == "ffn_act":
+            g, u = need(p + "ffn_gate"), need(p + "ffn_up")
+            if g is not None and u is not None:
+                cmp(p + "ffn_act", R.ffn_act(g, u, m.act))
+        elif kind == "residual":
+            a, b = need(p + "in"), need(p + "attn_output")
+            if a is not None and b is not None:
+                cmp(p + "ffn_in", a + b)
+            if L < last:
+                a, b = need(p + "ffn_in"), need(p + "ffn_down")
+                if a is not None and b is not None:
+                    cmp(f"l{L + 1}.in", a + b)
+    if kind == "lm_head":
+        y = need("out_norm")
+        if y is not None:
+            cmp("logits", R.lm_head(m.lm_weight, y))
+            e = compare("logits.bin (last batch row block)", R.lm_head(m.lm_weight, y), logits_file,
+                        STAGE_RTOL)
+            if e:
+                errs.append(e)
+    return errs
+
+
+@pytest.mark.parametrize("plen", STAGE_PROMPT_LENS)
+@pytest.mark.parametrize("kind", STAGE_KINDS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_stage(dumps, name, kind, plen):
+    m, ids, E, logits_file = dumps(name, plen)
+    errs = _check_stage(kind, m, ids, E, logits_file)
+    assert not errs, f"[{name}, prompt {plen}, stage {kind}]\n  " + "\n  ".join(errs)
+
+
+@pytest.mark.parametrize("plen", STAGE_PROMPT_LENS)
+@pytest.mark.parametrize("name", I2S_MODELS)
+def test_stage_i2s_dots_present(dumps, name, plen):
+    m, ids, E, _ = dumps(name, plen)
+    missing = [f"l{L}.{nm}.dot" for L in range(m.n_layer) for nm in R.LINEARS
+               if f"l{L}.{nm}.dot" not in E]
+    assert not missing, f"I2_S model {name}: engine dump lacks integer dots {missing[:8]}..."
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("plen", E2E_PROMPT_LENS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_end_to_end(engine_models, tmp_path, name, plen):
+    cfg = MODELS[name]
+    path = engine_models.path(name, cfg)
+    m = engine_models.ref(name, cfg)
+    prompt = random_prompt(m, name + "-e2e", plen)
+    gen = m.greedy(prompt, N_GREEDY)
+    ids = prompt + gen
+    ref = m.logits(ids, prompt_len=plen)
+    got = engine_logits(path, ids, plen, str(tmp_path), n_vocab=m.n_vocab)
+    errs = []
+    worst = 0.0
+    for i in range(len(ids)):
+        r, g = ref[i].astype(np.float64), got[i].astype(np.float64)
+        scale = float(np.max(np.abs(r)))
+        tol = E2E_RTOL * scale
+        if not np.all(np.isfinite(g)):
+            errs.append(f"pos {i}: engine logits not finite")
+            continue
+        d = float(np.max(np.abs(r - g)))
+        worst = max(worst, d / scale if scale else np.inf)
+        if d > tol:
+            j = int(np.argmax(np.abs(r - g)))
+            errs.append(f"pos {i}: max|Δlogit|={d:.3e} = {d / scale:.2e}·max|logit| "
+                        f"(max|logit|={scale:.4g}) at token {j}: ref={r[j]:.6g} engine={g[j]:.6g}")
+        top = np.argsort(r)[::-1]
+        margin = r[top[0]] - r[top[1]]
+        if margin > 2 * tol and int(np.argmax(g)) != int(top[0]):
+            errs.append(f"pos {i}: argmax engine {int(np.argmax(g))} vs reference {int(top[0])} "
+                        f"(reference margin {margin:.4g} > 2·tol {2 * tol:.4g})")
+    if errs:
+        errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path))
+    assert not errs, (f"[{name}, prompt {plen} + {N_GREEDY} greedy, worst {worst:.2e}·max|logit|]\n  "
+                      + "\n  ".join(errs[:40] + errs[-1:]))
+
+
+def _divergence_report(m, path, ids, plen, ref, got, tmp_path):
+    """Diagnostics for a failing end-to-end test: first position whose logits differ at all, and
+    the first stage of the prompt batch where the engine's own dump departs from the reference's
+    forward pass (chained, not identical inputs) by more than the stage tolerance."""
+    rel = np.max(np.abs(ref - got), axis=1) / np.maximum(np.max(np.abs(ref), axis=1), 1e-30)
+    nz = np.nonzero(rel > 0)[0]
+    lines = [f"diagnostics: first position with any logit difference: "
+             f"{int(nz[0]) if nz.size else None} (prompt rows 0..{plen - 1}); "
+             f"rel. max|Δ| per position: " + " ".join(f"{v:.0e}" for v in rel)]
+    d = tmp_path / "diag"
+    d.mkdir(exist_ok=True)
+    engine_logits(path, ids[:plen], plen, str(d), dump_dir=str(d / "stages"))
+    E = R.read_stages(str(d / "stages"))
+    mine = m.stages(ids[:plen])
+    for k, v in mine.items():
+        if k in E and E[k].shape == v.reshape(v.shape[0], -1).shape:
+            sc = float(np.max(np.abs(v))) or 1.0
+            dv = float(np.max(np.abs(E[k].astype(np.float64) - v.reshape(E[k].shape))))
+            if dv > STAGE_RTOL * sc:
+                lines.append(f"first prompt-batch stage departing from the reference (chained): {k} "
+                             f"max|Δ|={dv:.3e} ({dv / sc:.2e}·max|ref|)")
+                break
+    else:
+        lines.append("prompt-batch stages all within the stage tolerance of the reference (chained)")
+    return "\n  ".join(lines)
