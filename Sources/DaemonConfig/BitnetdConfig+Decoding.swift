@@ -23,7 +23,8 @@ extension BitnetdConfig {
             kernel: m.has("kernel") ? m.choice("kernel", ["auto", "scalar", "avx2", "avx512", "neon", "dotprod"], default: "auto") : nil,
             sha256: sha,
             preTokenizer: m.has("pre_tokenizer") ? m.choice("pre_tokenizer", ["llama3", "default"], default: "llama3") : nil,
-            memoryCheck: m.choice("memory_check", ["refuse", "warn", "off"], default: "refuse")
+            memoryCheck: m.choice("memory_check", ["refuse", "warn", "off"], default: "refuse"),
+            pathMark: m.markOf("path")
         )
 
         let mqtt = decodeMQTT(top.map("mqtt", known: [

@@ -26,6 +26,13 @@ public struct ModelConfig: Sendable, Equatable {
     public var preTokenizer: String?
     /// Start-up memory check: refuse when model + KV cache exceed available memory (else warn).
     public var memoryCheck: String
+    /// Where `path` was written, for check-config messages about the file itself.
+    public var pathMark: Mark
+
+    public static func == (a: ModelConfig, b: ModelConfig) -> Bool {
+        a.path == b.path && a.threads == b.threads && a.context == b.context && a.kernel == b.kernel
+            && a.sha256 == b.sha256 && a.preTokenizer == b.preTokenizer && a.memoryCheck == b.memoryCheck
+    }
 }
 
 public enum MQTTProtocol: String, Sendable, Equatable {

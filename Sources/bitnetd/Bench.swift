@@ -66,12 +66,12 @@ struct Bench: ParsableCommand {
                 path = "/tmp/bitnetd-bench/2b4t-i2_s.gguf"
             }
             if access(path, R_OK) != 0 {
-                printErr("writing a random model with the 2B4T shapes to \(path) (1.19 GB)…")
+                eprint("writing a random model with the 2B4T shapes to \(path) (1.19 GB)…")
                 let t0 = monotonicMs()
                 try ModelFactory.write(.bitnet2B4T, to: path) { done, total in
-                    if done % 30 == 0 || done == total { printErr("  \(done)/\(total) tensors") }
+                    if done % 30 == 0 || done == total { eprint("  \(done)/\(total) tensors") }
                 }
-                printErr("  done in \(fmt((monotonicMs() - t0) / 1000)) s")
+                eprint("  done in \(fmt((monotonicMs() - t0) / 1000)) s")
             }
         }
         guard !path.isEmpty else { throw ValidationError("give --model PATH or --make-2b4t") }

@@ -187,10 +187,10 @@ struct MakeModel: ParsableCommand {
             let t0 = monotonicMs()
             try ModelFactory.write(spec, to: out) { done, total in
                 if shapes2B4T && (done % 10 == 0 || done == total) {
-                    printErr("  \(done)/\(total) tensors")
+                    eprint("  \(done)/\(total) tensors")
                 }
             }
-            printErr("wrote \(out) in \(fmt((monotonicMs() - t0) / 1000, 1)) s")
+            eprint("wrote \(out) in \(fmt((monotonicMs() - t0) / 1000, 1)) s")
         } catch {
             throw fail(error)
         }

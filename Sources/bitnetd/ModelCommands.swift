@@ -6,15 +6,26 @@ import Glibc
 #endif
 
 /// Prints to standard error.
-func printErr(_ s: String) {
-    var line = s
-    line += "\n"
-    fputs(line, stderr)
+func eprint(_ s: String) {
+    writeFD(2, s + "\n")
+}
+
+/// Unbuffered write of UTF-8 text to a file descriptor (stdout = 1, stderr = 2).
+func writeFD(_ fd: Int32, _ s: String) {
+    var t = s
+    t.withUTF8 { buf in
+        var done = 0
+        while done < buf.count {
+            let n = write(fd, buf.baseAddress! + done, buf.count - done)
+            if n <= 0 { if errno == EINTR { continue } else { return } }
+            done += n
+        }
+    }
 }
 
 /// Turns engine and file errors into a one-line message and exit code 1.
 func fail(_ error: Error) -> ExitCode {
-    printErr("error: \(error)")
+    eprint("error: \(error)")
     return ExitCode(1)
 }
 
@@ -192,7 +203,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         do {
             let engine = try options.engine()
-            printErr("model: \(engine.modelName) (\(engine.model.hp.architecture)), kernel \(engine.kernelName), \(engine.threads) threads, loaded in \(Int(engine.loadMs)) ms")
+            eprint("model: \(engine.modelName) (\(engine.model.hp.architecture)), kernel \(engine.kernelName), \(engine.threads) threads, loaded in \(Int(engine.loadMs)) ms")
             var g = GenerateOptions()
             g.maxTokens = maxTokens
             g.temperature = temperature
@@ -206,14 +217,13 @@ struct Generate: ParsableCommand {
             g.chat = chat
             g.system = system
             let r = try engine.generate(prompt: prompt, options: g) { piece in
-                fputs(piece, stdout)
-                fflush(stdout)
+                writeFD(1, piece)
                 return true
             }
             print("")
             let pp = Double(r.promptTokens) / max(r.promptMs, 1e-9) * 1000
             let tg = Double(max(r.generatedTokens - 1, 0)) / max(r.generateMs, 1e-9) * 1000
-            printErr("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
+            eprint("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
         } catch let e as ExitCode {
             throw e
         } catch {
@@ -261,8 +271,8 @@ struct Decide: ParsableCommand {
                 print("{\"label\":\(jsonString(best)),\"probabilities\":{\(probs)},\"tokens\":{\"prompt\":\(r.promptTokens),\"cached\":\(r.cachedTokens)},\"latency_ms\":\(fmt(r.elapsedMs, 3)),\"model\":\(jsonString(engine.modelName))}")
             } else {
                 print(best)
-                for (l, p) in zip(r.labels, r.probabilities) { printErr("  \(l): \(fmt(p, 4))") }
-                printErr("latency: \(fmt(r.elapsedMs, 2)) ms (\(r.promptTokens) prompt tokens)")
+                for (l, p) in zip(r.labels, r.probabilities) { eprint("  \(l): \(fmt(p, 4))") }
+                eprint("latency: \(fmt(r.elapsedMs, 2)) ms (\(r.promptTokens) prompt tokens)")
             }
         } catch let e as ExitCode {
             throw e

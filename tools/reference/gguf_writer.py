@@ -52,6 +52,26 @@ def write_gguf(path, kvs, tensors, alignment=32, version=3):
             f.write(b)
 
 
+def encode_float(x, kind):
+    """float32 array → (ggml type, bytes) for f32 / f16 / bf16 / q8_0."""
+    x = np.ascontiguousarray(x, np.float32)
+    if kind == "f32":
+        return R.GGML_F32, x.tobytes()
+    if kind == "f16":
+        return R.GGML_F16, x.astype(np.float16).tobytes()
+    if kind == "bf16":
+        u = x.view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16          # round to nearest even
+        return R.GGML_BF16, u.astype("<u2").tobytes()
+    if kind == "q8_0":
+        b = x.reshape(-1, 32)
+        d = (np.max(np.abs(b), axis=1) / 127).astype(np.float16)
+        inv = np.where(d == 0, 0, 1 / np.maximum(d.astype(np.float32), 1e-30))
+        q = np.clip(np.rint(b * inv[:, None]), -127, 127).astype(np.int8)
+        return R.GGML_Q8_0, np.concatenate([d.reshape(-1, 1).view(np.uint8), q.view(np.uint8)], 1).tobytes()
+    raise ValueError(kind)
+
+
 def _ternary_bytes(kind, T, alpha):
     M, K = T.shape
     if kind == "i2_s":
@@ -66,7 +86,7 @@ def _ternary_bytes(kind, T, alpha):
 
 def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv_heads=2, ff=256,
                       vocab=300, kind="i2_s", seed=0, hidden_activation=None, scale_tensors=False,
-                      context=256):
+                      context=256, embd_type="f16"):
     rng = np.random.default_rng(seed)
     a = arch
     kvs = [
@@ -88,8 +108,8 @@ def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv
     if hidden_activation is not None:
         kvs.append((f"{a}.hidden_activation", R.T_STRING, hidden_activation))
     tensors = []
-    emb = (rng.standard_normal((vocab, embd)) * 0.5).astype(np.float16)
-    tensors.append(("token_embd.weight", (embd, vocab), R.GGML_F16, emb.tobytes()))
+    emb = (rng.standard_normal((vocab, embd)) * 0.5).astype(np.float32)
+    tensors.append(("token_embd.weight", (embd, vocab)) + encode_float(emb, embd_type))
     kvw = embd // heads * kv_heads
     shapes = {"attn_q": (embd, embd), "attn_k": (embd, kvw), "attn_v": (embd, kvw),
               "attn_output": (embd, embd), "ffn_gate": (embd, ff), "ffn_up": (embd, ff),

@@ -43,6 +43,8 @@ def make_model_args(cfg, out):
         a += ["--hidden-activation", cfg["hidden_activation"]]
     if cfg.get("scale_tensors"):
         a += ["--scale-tensors"]
+    if cfg.get("embd_type"):
+        a += ["--embd-type", cfg["embd_type"]]
     if cfg.get("context"):
         a += ["--context", cfg["context"]]
     return a

@@ -48,6 +48,14 @@ MODELS = {
     "bitnet-relu2-tq1-d256-h4kv2": dict(arch="bitnet", layers=3, embd=256, heads=4, kv_heads=2,
                                         ff=768, vocab=330, type="tq1_0", seed=16,
                                         hidden_activation="relu2"),
+    # embedding / tied LM head stored as BF16 and as Q8_0 instead of F16 (decoders; LM head is
+    # still f16-rounded vector · dequantized weights in float32)
+    "b158-i2s-embd-bf16-d128-h2kv1": dict(arch="bitnet-b1.58", layers=3, embd=128, heads=2,
+                                          kv_heads=1, ff=256, vocab=300, type="i2_s", seed=17,
+                                          embd_type="bf16"),
+    "b158-i2s-embd-q8_0-d256-h8kv8": dict(arch="bitnet-b1.58", layers=3, embd=256, heads=8,
+                                          kv_heads=8, ff=384, vocab=300, type="i2_s", seed=18,
+                                          embd_type="q8_0"),
 }
 I2S_MODELS = [k for k, v in MODELS.items() if v["type"] == "i2_s"]
 STAGE_PROMPT_LENS = [1, 16]
@@ -333,7 +341,7 @@ def test_end_to_end(engine_models, tmp_path, name, plen):
     if errs:
         errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path))
     assert not errs, (f"[{name}, prompt {plen} + {N_GREEDY} greedy, worst {worst:.2e}·max|logit|]\n  "
-                      + "\n  ".join(errs[:40] + errs[-1:]))
+                      + "\n  ".join(errs if len(errs) <= 41 else errs[:40] + ["..."] + errs[-1:]))
 
 
 def _divergence_report(m, path, ids, plen, ref, got, tmp_path):

@@ -1,0 +1,268 @@
+import BitNet
+import DaemonConfig
+import Glibc
+import Mosquitto
+
+/// The process around `DaemonCore`: signals, configuration, start-up checks, the engine, the
+/// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
+///
+/// Services start in dependency order (engine, inference thread, MQTT) and stop in reverse:
+/// SIGTERM/SIGINT → stop taking messages (unsubscribe) → finish or error every queued job →
+/// retained `offline` → DISCONNECT. SIGHUP re-reads the configuration; a bad one is reported and
+/// the running one kept. What SIGKILL can lose: libmosquitto acknowledges a QoS 1 request when it
+/// arrives, so the jobs in the queue (at most `queue.size`) are lost unanswered.
+public enum DaemonRunner {
+    static let logger = Logger(label: "bitnetd")
+
+    /// Exit codes: 0 clean stop, 1 bad configuration or failed start-up check, 2 unreadable
+    /// configuration, 3 model or broker set-up failure.
+    public static func run(configPath: String) -> Int32 {
+        // Before any thread exists (engine pool, MQTT, inference), so that every thread inherits
+        // the mask and the signals are taken only by sigtimedwait below.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        let config: BitnetdConfig
+        switch loadConfig(configPath) {
+        case .success(let c): config = c
+        case .failure(let e): return e.code
+        }
+        Logger.level = Logger.Level(name: config.log.level) ?? .info
+        logger.info("configuration \(config.files.joined(separator: ", ")): \(config.routes.count) routes, \(config.plugins.count) plugins")
+
+        guard checkModel(config.model) else { return 1 }
+
+        let engine: Engine
+        do {
+            var options = EngineOptions(threads: config.model.threads, contextLength: config.model.context)
+            options.kernel = config.model.kernel == "auto" ? nil : config.model.kernel
+            options.preTokenizer = config.model.preTokenizer
+            engine = try Engine(modelPath: config.model.path, options: options)
+        } catch {
+            logger.critical("cannot load model \(config.model.path): \(error)")
+            return 3
+        }
+        logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
+
+        let notifier = SystemdNotifier()
+        let placeholder = NullTransport()
+        let core = DaemonCore(config: config, backend: engine, transport: placeholder)
+        core.startWorker()
+
+        var client: MQTTClient
+        do {
+            client = try makeClient(config.mqtt, core: core)
+        } catch {
+            logger.critical("\(error)")
+            return 3
+        }
+        core.replaceTransport(client)
+        client.setSubscriptions(core.subscriptions)
+        do {
+            try client.start()
+        } catch {
+            logger.critical("cannot start MQTT: \(error)")
+            return 3
+        }
+        logger.info("broker \(config.mqtt.tls.enabled ? "mqtts" : "mqtt")://\(config.mqtt.host):\(config.mqtt.port) as \(config.mqtt.clientID), MQTT \(config.mqtt.protocolVersion.rawValue), status on \(config.mqtt.statusTopic)")
+        for r in config.routes {
+            logger.info("route \(r.name): \(r.subscription) → \(r.task.rawValue) → \(r.outputTopic.source)")
+        }
+        notifier.notify("READY=1\nSTATUS=running")
+
+        var current = config
+        var lastStats = monotonicNanoseconds()
+        var lastWatchdog = monotonicNanoseconds()
+        var timeout = timespec(tv_sec: 0, tv_nsec: 250_000_000)
+        while true {
+            let sig = sigtimedwait(&signals, nil, &timeout)
+            if sig == SIGTERM || sig == SIGINT {
+                logger.info("\(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping")
+                break
+            }
+            if sig == SIGHUP {
+                notifier.notify("RELOADING=1")
+                if let updated = reload(configPath, current: current, core: core, client: &client) {
+                    current = updated
+                }
+                notifier.notify("READY=1")
+            }
+            let now = monotonicNanoseconds()
+            if current.stats.intervalS > 0, now - lastStats >= UInt64(current.stats.intervalS) * 1_000_000_000 {
+                lastStats = now
+                core.publishStats()
+            }
+            if let w = notifier.watchdogIntervalS, Double(now - lastWatchdog) / 1e9 >= w {
+                lastWatchdog = now
+                notifier.notify("WATCHDOG=1")
+            }
+        }
+
+        notifier.notify("STOPPING=1")
+        client.setSubscriptions([])
+        core.beginShutdown(drainTimeoutS: current.queue.drainTimeoutS)
+        core.waitForWorker()
+        core.publishStats()
+        try? client.publish(topic: current.mqtt.statusTopic, payload: Array("offline".utf8), qos: 1, retain: true,
+                            properties: MQTTPublishProperties())
+        if !client.waitForPublishes(timeoutS: 5) {
+            logger.warning("some messages were not acknowledged by the broker before disconnecting")
+        }
+        client.stop()
+        logger.info("stopped")
+        return 0
+    }
+
+    static func loadConfig(_ path: String) -> Result<BitnetdConfig, Int32Error> {
+        do {
+            return .success(try ConfigLoader.load(path: path))
+        } catch let e as ConfigErrors {
+            for err in e.errors { logger.error("\(err)") }
+            return .failure(Int32Error(1))
+        } catch {
+            logger.error("\(error)")
+            return .failure(Int32Error(2))
+        }
+    }
+
+    /// Memory and checksum checks before the model is mapped.
+    static func checkModel(_ model: ModelConfig) -> Bool {
+        do {
+            let m = try StartupChecks.estimateMemory(model: model)
+            if let avail = m.availableBytes {
+                let figures = "model \(StartupChecks.mib(m.modelBytes)) + KV cache \(StartupChecks.mib(m.kvCacheBytes)) for \(m.contextLength) tokens = \(StartupChecks.mib(m.total)); MemAvailable \(StartupChecks.mib(avail))"
+                if m.total > avail {
+                    if model.memoryCheck == "refuse" {
+                        logger.critical("not enough memory: \(figures); lower model.context or set model.memory_check: warn")
+                        return false
+                    } else if model.memoryCheck == "warn" {
+                        logger.warning("memory is short: \(figures)")
+                    }
+                } else {
+                    logger.info("memory: \(figures)")
+                }
+            }
+        } catch {
+            logger.critical("model \(model.path): \(error)")
+            return false
+        }
+        if let expected = model.sha256 {
+            do {
+                let actual = try SHA256.hexDigest(ofFile: model.path)
+                guard actual == expected else {
+                    logger.critical("model \(model.path): SHA-256 is \(actual), model.sha256 expects \(expected)")
+                    return false
+                }
+                logger.info("model SHA-256 verified")
+            } catch {
+                logger.critical("model \(model.path): \(error)")
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Client options from the configuration; reads the password file or variable.
+    public static func clientOptions(_ m: MQTTConfig) throws -> MQTTClientOptions {
+        var password: String?
+        if let f = m.passwordFile {
+            let text = try readSmallFile(f)
+            password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        } else if let name = m.passwordEnv {
+            guard let v = getenv(name) else { throw StartupError("mqtt.password_env: environment variable \(name) is not set") }
+            password = String(cString: v)
+        }
+        let tls = m.tls.enabled ? MQTTTLSOptions(caFile: m.tls.caFile, certFile: m.tls.certFile, keyFile: m.tls.keyFile, verify: m.tls.verify) : nil
+        return MQTTClientOptions(
+            host: m.host, port: m.port, version: m.protocolVersion == .v5 ? .v5 : .v311, clientID: m.clientID,
+            keepalive: m.keepalive, cleanStart: m.cleanStart, sessionExpiry: UInt32(m.sessionExpiry),
+            username: m.username, password: password, tls: tls,
+            will: MQTTWill(topic: m.statusTopic, payload: Array("offline".utf8), qos: 1, retain: true),
+            reconnectMinS: m.reconnectMinS, reconnectMaxS: m.reconnectMaxS)
+    }
+
+    static func makeClient(_ m: MQTTConfig, core: DaemonCore) throws -> MQTTClient {
+        let mqttLogger = Logger(label: "mqtt")
+        let client = try MQTTClient(options: clientOptions(m)) { level, text in
+            switch level {
+            case .error: mqttLogger.error(text)
+            case .warning: mqttLogger.warning(text)
+            case .notice, .info, .debug: mqttLogger.trace(text)
+            }
+        }
+        client.setHandlers(
+            onMessage: { [weak core] message in core?.handle(message) },
+            onConnection: { [weak core] up, detail in
+                if up {
+                    mqttLogger.info("connected to \(m.host):\(m.port)")
+                    core?.connected()
+                } else {
+                    mqttLogger.warning("not connected: \(detail)")
+                }
+            })
+        return client
+    }
+
+    /// SIGHUP: the new configuration or nil (reported, old one kept).
+    static func reload(_ path: String, current: BitnetdConfig, core: DaemonCore, client: inout MQTTClient) -> BitnetdConfig? {
+        let updated: BitnetdConfig
+        do {
+            updated = try ConfigLoader.load(path: path)
+        } catch let e as ConfigErrors {
+            logger.error("SIGHUP: the new configuration has \(e.errors.count) error(s); keeping the running one")
+            for err in e.errors { logger.error("\(err)") }
+            return nil
+        } catch {
+            logger.error("SIGHUP: \(error); keeping the running configuration")
+            return nil
+        }
+        if updated.model != current.model {
+            logger.warning("SIGHUP: model settings changed; they take effect at the next restart")
+        }
+        if updated.plugins != current.plugins {
+            logger.info("SIGHUP: plugin list changed (\(updated.plugins.count) plugins)")
+        }
+        Logger.level = Logger.Level(name: updated.log.level) ?? .info
+        if updated.mqtt != current.mqtt {
+            do {
+                let fresh = try makeClient(updated.mqtt, core: core)
+                logger.info("SIGHUP: MQTT settings changed; reconnecting to \(updated.mqtt.host):\(updated.mqtt.port)")
+                client.setSubscriptions([])
+                _ = client.waitForPublishes(timeoutS: 2)
+                client.stop()
+                core.replaceTransport(fresh)
+                client = fresh
+                core.apply(updated)
+                try fresh.start()
+            } catch {
+                logger.error("SIGHUP: cannot apply the MQTT settings: \(error)")
+                core.apply(updated)
+            }
+        } else {
+            core.apply(updated)
+        }
+        logger.info("SIGHUP: configuration reloaded: \(updated.routes.count) routes")
+        return updated
+    }
+}
+
+public struct Int32Error: Error {
+    public var code: Int32
+    init(_ code: Int32) { self.code = code }
+}
+
+struct StartupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Stands in before the broker client exists; drops everything.
+final class NullTransport: MQTTTransport {
+    var version: MQTTVersion { .v5 }
+    var isConnected: Bool { false }
+    func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool, properties: MQTTPublishProperties) throws(MQTTError) {}
+    func setSubscriptions(_ subscriptions: [MQTTSubscription]) {}
+}
