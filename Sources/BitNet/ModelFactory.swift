@@ -15,10 +15,10 @@ public struct ModelSpec: Sendable {
     public var architecture = "bitnet-b1.58"
     public var name = "bitnetd-random"
     public var layers = 2
-    public var embedding = 64
+    public var embedding = 128
     public var heads = 4
     public var kvHeads = 2
-    public var feedForward = 128
+    public var feedForward = 256
     public var vocab = 512
     public var context = 512
     public var ternaryType: GGMLType = .i2_s

@@ -52,7 +52,8 @@ extension BitnetdConfig {
                 for (i, item) in items.enumerated() {
                     guard let r = decodeRoute(item, path: "routes[\(i)]", mqtt: mqtt, context: context) else { continue }
                     if let first = names[r.name] {
-                        context.error(r.mark, "routes[\(i)].name", "duplicate route name '\(r.name)' (first at \(first))")
+                        let at = first.file == r.mark.file ? "\(first.line):\(first.column)" : first.description
+                        context.error(r.mark, "routes[\(i)].name", "duplicate route name '\(r.name)' (first at \(at))")
                     } else {
                         names[r.name] = r.mark
                     }

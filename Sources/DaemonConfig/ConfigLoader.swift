@@ -15,6 +15,8 @@ public enum ConfigLoader {
         files += confDFiles(beside: path)
         var errors: [ConfigError] = []
         var merged: YAMLNode?
+        // After a syntax error the tree is incomplete; decoding it would report phantom problems.
+        var syntaxError = false
         for file in files {
             let text = try readTextFile(file)
             let (root, parseErrors): (YAMLNode, [ConfigError])
@@ -22,6 +24,7 @@ public enum ConfigLoader {
                 (root, parseErrors) = try YAMLParser.parse(text, file: file, environment: environment)
             } catch {
                 errors += error.errors
+                syntaxError = true
                 continue
             }
             errors += parseErrors
@@ -31,6 +34,7 @@ public enum ConfigLoader {
             }
             merged = merged.map { merge($0, root, path: "") } ?? root
         }
+        if syntaxError { throw ConfigErrors(errors) }
         let context = ConfigContext()
         context.errors = errors
         let root = merged ?? YAMLNode(.scalar("", plain: true), mark: Mark(file: path, line: 1, column: 1))

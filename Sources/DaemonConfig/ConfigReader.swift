@@ -56,6 +56,7 @@ struct MapReader {
     func keyPath(_ key: String) -> String { joinPath(path, key) }
 
     func missing(_ key: String) {
+        guard isValid else { return }
         context.error(mark, keyPath(key), "required key is missing")
     }
 

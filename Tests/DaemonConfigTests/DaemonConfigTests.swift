@@ -158,7 +158,7 @@ extension String {
             "bitnetd.yaml:11:9: queue.size: expected 1...100000, got 0",
         ])
         #expect(errors(minimal.replacingOccurrences("labels: [ok, alert]", "labels: [ok, alert]\n    min_confidence: 1.5")) == [
-            "bitnetd.yaml:7:21: routes[0].min_confidence: expected 0...1, got 1.5",
+            "bitnetd.yaml:8:21: routes[0].min_confidence: expected 0...1, got 1.5",
         ])
     }
 
@@ -200,7 +200,7 @@ extension String {
             "bitnetd.yaml:6:13: routes[0].prompt: unclosed '{{' in template",
             "bitnetd.yaml:7:11: routes[0].task: expected one of decide, generate; got 'decid'; did you mean 'decide'?",
             "bitnetd.yaml:8:13: routes[0].labels: label 'x' is listed twice",
-            "bitnetd.yaml:9:5: routes[1].name: duplicate route name 'a' (first at bitnetd.yaml:4:5)",
+            "bitnetd.yaml:9:5: routes[1].name: duplicate route name 'a' (first at 4:5)",
             "bitnetd.yaml:11:13: routes[1].prompt: '{{topic.x}}': topic levels are written {{topic.N}} with N = 0, 1, …",
             "bitnetd.yaml:12:13: routes[1].labels: expected at least 2 labels, got 1",
         ])
@@ -208,7 +208,7 @@ extension String {
 
     @Test func yamlSyntaxError() {
         let e = errors("model:\n  path: [unclosed\n")
-        #expect(e.count == 1)
+        #expect(e.count == 1, "\(e)")
         #expect(e.first?.hasPrefix("bitnetd.yaml:3:1: YAML syntax error: ") == true)
     }
 
@@ -304,9 +304,9 @@ extension String {
             Issue.record("expected errors")
         } catch let e as ConfigErrors {
             #expect(e.errors.map { $0.description.replacingPrefix(dir.path + "/", with: "") } == [
-                "bitnetd.yaml:4:5: routes[1].name: duplicate route name 'door' (first at \(dir.path)/bitnetd.yaml:4:5)".replacingPrefix("", with: ""),
                 "conf.d/50-bad.yaml:2:9: mqtt.port: expected 1...65535, got 99999",
-            ].map { $0.replacingOccurrences(dir.path + "/", "") }.sorted())
+                "conf.d/50-bad.yaml:4:5: routes[1].name: duplicate route name 'door' (first at \(dir.path)/bitnetd.yaml:4:5)",
+            ])
         } catch {
             Issue.record("unexpected \(error)")
         }

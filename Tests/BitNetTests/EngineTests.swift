@@ -1,0 +1,153 @@
+import BitNet
+import GGUF
+import Testing
+import TestSupport
+
+/// Writes a small generated model and returns its path (in a temp dir the caller removes).
+func makeModel(_ dir: TempDir, _ name: String = "m.gguf", configure: (inout ModelSpec) -> Void = { _ in }) throws -> String {
+    var spec = ModelSpec()
+    spec.layers = 3
+    spec.embedding = 128
+    spec.heads = 4
+    spec.kvHeads = 2
+    spec.feedForward = 256
+    spec.vocab = 512
+    configure(&spec)
+    let path = dir.file(name)
+    try ModelFactory.write(spec, to: path)
+    return path
+}
+
+@Suite struct EngineTests {
+    @Test func loadsTheOfficialLayout() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let m = try BitNetModel(path: path)
+        #expect(m.hp.architecture == "bitnet-b1.58")
+        #expect(m.hp.activation == .relu2)
+        #expect(m.tiedOutput)
+        #expect(m.file.metadata["tokenizer.ggml.pre"] == nil)
+        #expect(m.layers.count == 3)
+        #expect(abs(m.layers[0].q.alpha - 1 / Float(128).squareRoot()) < 1e-7)
+        let tok = try Tokenizer(file: m.file)
+        #expect(tok.preTokenizer == .llama3)
+        #expect(tok.endOfGeneration.contains(tok.eos!))
+    }
+
+    @Test func threadCountDoesNotChangeLogits() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let ids: [Int32] = [496, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]
+        var results: [[Float]] = []
+        for t in [1, 2, 3] {
+            let e = try Engine(modelPath: path, options: EngineOptions(threads: t))
+            e.context.reset()
+            var l = try e.context.forward(Array(ids[..<8]), logits: .all)
+            for id in ids[8...] { l += try e.context.forward([id], logits: .all) }
+            results.append(l)
+        }
+        #expect(results[0] == results[1])
+        #expect(results[0] == results[2])
+    }
+
+    @Test func everyKernelPathGivesTheSameLogits() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        for type in [GGMLType.i2_s, .tq2_0, .tq1_0] {
+            let path = try makeModel(dir, "\(type.name).gguf") { $0.ternaryType = type; $0.embedding = 256; $0.feedForward = 512 }
+            let ids: [Int32] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            var reference: [Float]?
+            for k in KernelSet.availablePaths {
+                let e = try Engine(modelPath: path, options: EngineOptions(threads: 2, kernel: k))
+                let l = try e.context.forward(ids, logits: .all)
+                if let r = reference {
+                    let maxRef = r.map(abs).max()!
+                    let diff = zip(l, r).map { abs($0 - $1) }.max()!
+                    // Integer parts are exact; only the f16 dot order of the LM head/attention differs.
+                    #expect(diff <= 1e-4 * maxRef, "\(type.name) path \(k): max |Δ| \(diff)")
+                } else {
+                    reference = l
+                }
+            }
+        }
+    }
+
+    @Test func decideMatchesFullLogits() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let e = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let prompt = "The soil is dry. Answer:"
+        let labels = [" water", " heat", " nothing at all"]
+        let r = try e.decide(prompt: prompt, labels: labels)
+        #expect(abs(r.probabilities.reduce(0, +) - 1) < 1e-9)
+        // Recompute each label's log-probability from full logits of prompt + label.
+        let promptIds = e.tokenizer.encode(prompt)
+        var scores: [Double] = []
+        for l in labels {
+            let ids = e.tokenizer.encode(prompt + l)
+            var c = 0
+            while c < ids.count && c < promptIds.count && ids[c] == promptIds[c] { c += 1 }
+            e.context.reset()
+            let logits = try e.context.forward(ids, logits: .all)
+            let V = e.model.hp.vocabSize
+            var s = 0.0
+            for k in c..<ids.count {
+                let row = logits[((k - 1) * V)..<(k * V)]
+                let mx = row.max()!
+                let lse = Double(mx) + row.map { Double($0 - mx) }.map { _exp($0) }.reduce(0, +).logValue
+                s += Double(row[row.startIndex + Int(ids[k])]) - lse
+            }
+            scores.append(s)
+        }
+        for i in labels.indices {
+            #expect(abs(scores[i] - r.logScores[i]) < 2e-3 * max(1, abs(scores[i])), "label \(labels[i])")
+        }
+    }
+
+    @Test func corruptModelContentIsAClearError() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        var w = try ModelFactory.makeWriter(ModelSpec())
+        w.set("bitnet-b1.58.attention.head_count", .uint32(3))
+        let path = dir.file("bad.gguf")
+        try w.write(to: path)
+        #expect(throws: ModelError.self) { try BitNetModel(path: path) }
+        do {
+            _ = try BitNetModel(path: path)
+        } catch {
+            #expect("\(error)".contains("head_count"))
+        }
+    }
+
+    @Test func generateIsDeterministicWithASeed() throws {
+        let dir = TempDir("engine")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let e = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        var o = GenerateOptions()
+        o.maxTokens = 12
+        o.seed = 7
+        o.stopAtEOG = false
+        let a = try e.generate(prompt: "Hello", options: o) { _ in true }
+        let b = try e.generate(prompt: "Hello", options: o) { _ in true }
+        #expect(a.text == b.text)
+        #expect(a.generatedTokens == 12)
+        o.temperature = 0
+        let g1 = try e.generate(prompt: "Hello", options: o) { _ in true }
+        o.seed = 99
+        let g2 = try e.generate(prompt: "Hello", options: o) { _ in true }
+        #expect(g1.text == g2.text)
+    }
+}
+
+private func _exp(_ x: Double) -> Double { x.isFinite ? Double.exp(x) : 0 }
+private extension Double {
+    static func exp(_ x: Double) -> Double {
+        // e^x via the standard library's pow-free series is not available; use Glibc.
+        return _glibcExp(x)
+    }
+    var logValue: Double { _glibcLog(self) }
+}
