@@ -120,7 +120,9 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private func workerLoop(_ index: Int) {
-        var seen = generation.load(ordering: .acquiring)
+        // Start from generation 0, not from the current value: a job may have been posted
+        // before this thread got to run, and it must still take part in it.
+        var seen = 0
         while true {
             var spins = 0
             var current = generation.load(ordering: .acquiring)

@@ -233,19 +233,26 @@ public final class DaemonCore: @unchecked Sendable {
 
     // MARK: Shutdown
 
-    /// Stops taking messages (later ones are answered `shutting_down`) and starts the drain:
-    /// queued jobs are computed until `drainTimeoutS` passes, the rest are answered with an error.
+    /// Starts the drain: queued jobs — and messages still arriving until the DISCONNECT — are
+    /// computed until `drainTimeoutS` passes; after that they are answered `shutting_down`. The
+    /// subscriptions stay on the broker, so with a persistent session messages published while
+    /// the daemon is down wait there for the next start.
     public func beginShutdown(drainTimeoutS: Double) {
-        state.withLock { $0.accepting = false }
         drainDeadline.store(monotonicNanoseconds() + UInt64(drainTimeoutS * 1e9), ordering: .relaxed)
-        queue.close()
+        queue.finishWhenEmpty()
     }
 
-    /// Waits for the inference thread to finish every queued job.
-    public func waitForWorker() {
+    /// Waits for the inference thread to empty the queue, then refuses new messages (they are
+    /// answered `shutting_down`) and answers any job that slipped in meanwhile.
+    public func finishShutdown() {
         if let w = worker {
             pthread_join(w, nil)
             worker = nil
+        }
+        state.withLock { $0.accepting = false }
+        queue.close()
+        for job in queue.removeAll() {
+            fail(job, BadInput("shutting_down", "the daemon is stopping"))
         }
     }
 }

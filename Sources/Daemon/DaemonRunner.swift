@@ -7,8 +7,9 @@ import Mosquitto
 /// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
 ///
 /// Services start in dependency order (engine, inference thread, MQTT) and stop in reverse:
-/// SIGTERM/SIGINT → stop taking messages (unsubscribe) → finish or error every queued job →
-/// retained `offline` → DISCONNECT. SIGHUP re-reads the configuration; a bad one is reported and
+/// SIGTERM/SIGINT → finish (or, after `queue.drain_timeout_s`, error) every queued job → refuse
+/// late arrivals → retained `offline` → DISCONNECT. Subscriptions are kept so a persistent session
+/// collects requests while the daemon is down. SIGHUP re-reads the configuration; a bad one is reported and
 /// the running one kept. What SIGKILL can lose: libmosquitto acknowledges a QoS 1 request when it
 /// arrives, so the jobs in the queue (at most `queue.size`) are lost unanswered.
 public enum DaemonRunner {
@@ -102,9 +103,8 @@ public enum DaemonRunner {
         }
 
         notifier.notify("STOPPING=1")
-        client.setSubscriptions([])
         core.beginShutdown(drainTimeoutS: current.queue.drainTimeoutS)
-        core.waitForWorker()
+        core.finishShutdown()
         core.publishStats()
         try? client.publish(topic: current.mqtt.statusTopic, payload: Array("offline".utf8), qos: 1, retain: true,
                             properties: MQTTPublishProperties())
@@ -190,7 +190,8 @@ public enum DaemonRunner {
             switch level {
             case .error: mqttLogger.error(text)
             case .warning: mqttLogger.warning(text)
-            case .notice, .info, .debug: mqttLogger.trace(text)
+            case .info: mqttLogger.debug(text)
+            case .notice, .debug: mqttLogger.trace(text)
             }
         }
         client.setHandlers(

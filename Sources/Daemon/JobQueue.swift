@@ -15,6 +15,7 @@ public final class JobQueue: @unchecked Sendable {
     private var decideHead = 0
     private var generateHead = 0
     private var closed = false
+    private var finishing = false
     private var capacity: Int
     private var policy: OverflowPolicy
 
@@ -118,9 +119,15 @@ public final class JobQueue: @unchecked Sendable {
                 compact()
                 return j
             }
-            if closed { return nil }
+            if closed || finishing { return nil }
             pthread_cond_wait(&cond, &mutex)
         }
+    }
+
+    /// Still takes jobs, but `pop` returns nil once the queue is empty (the worker's drain).
+    public func finishWhenEmpty() {
+        locked { finishing = true }
+        pthread_cond_broadcast(&cond)
     }
 
     /// Refuses new jobs; `pop` returns the remaining ones, then nil.

@@ -222,7 +222,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         if rc != MOSQ_ERR_SUCCESS.rawValue {
             log(.error, "subscribe \(sub.filter): \(String(cString: mosquitto_strerror(rc)))")
         } else {
-            log(.debug, "subscribed to \(sub.filter) (QoS \(sub.qos))")
+            log(.info, "subscribed to \(sub.filter) (QoS \(sub.qos))")
         }
     }
 

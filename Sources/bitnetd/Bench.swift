@@ -18,7 +18,7 @@ struct MemoryUsage {
             let s = String(cString: line)
             func kb(_ key: String) -> Int? {
                 guard s.hasPrefix(key) else { return nil }
-                return Int(s.dropFirst(key.count).split(separator: " ").first ?? "").map { $0 * 1024 }
+                return Int(s.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first ?? "").map { $0 * 1024 }
             }
             if let v = kb("VmHWM:") { m.peak = v }
             if let v = kb("RssFile:") { m.file = v }

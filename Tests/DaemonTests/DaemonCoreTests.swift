@@ -1,0 +1,344 @@
+import BitNet
+@testable import Daemon
+import DaemonConfig
+import Foundation
+import Glibc
+import Mosquitto
+import SensorPlugins
+import Synchronization
+import Testing
+
+/// In-memory transport: records what would be published.
+final class RecordingTransport: MQTTTransport {
+    struct Sent: Sendable {
+        var topic: String
+        var payload: String
+        var qos: Int
+        var retain: Bool
+        var correlation: [UInt8]?
+        var json: JSON { (try? JSON.parse(payload)) ?? .null }
+    }
+
+    let sent = Mutex<[Sent]>([])
+    let subs = Mutex<[MQTTSubscription]>([])
+    var version: MQTTVersion { .v5 }
+    var isConnected: Bool { true }
+
+    func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool, properties: MQTTPublishProperties) throws(MQTTError) {
+        let s = Sent(topic: topic, payload: String(decoding: payload, as: UTF8.self), qos: qos, retain: retain,
+                     correlation: properties.correlationData)
+        sent.withLock { $0.append(s) }
+    }
+
+    func setSubscriptions(_ subscriptions: [MQTTSubscription]) { subs.withLock { $0 = subscriptions } }
+
+    var all: [Sent] { sent.withLock { $0 } }
+
+    func wait(for n: Int, timeoutS: Double = 5) -> [Sent] {
+        _ = poll(timeoutS: timeoutS) { all.count >= n }
+        return all
+    }
+}
+
+/// In-memory model: fixed probabilities, optional gate that holds the inference thread, and a
+/// log of the prompts in the order they ran.
+final class FakeBackend: InferenceBackend {
+    let order = Mutex<[String]>([])
+    let gateOpen = Atomic<Bool>(true)
+    let probabilities: [Double]
+
+    init(probabilities: [Double] = [0.7, 0.3]) { self.probabilities = probabilities }
+
+    var modelName: String { "fake" }
+
+    private func passGate() { while !gateOpen.load(ordering: .relaxed) { usleep(1000) } }
+
+    func decide(prompt: String, labels: [String]) throws -> DecideResult {
+        passGate()
+        order.withLock { $0.append(prompt) }
+        let p = Array(probabilities.prefix(labels.count))
+        let best = p.indices.max { p[$0] < p[$1] } ?? 0
+        return DecideResult(labels: labels, probabilities: p, logScores: p.map { Foundation.log($0) }, best: best,
+                            promptTokens: 10, cachedTokens: 4, elapsedMs: 1)
+    }
+
+    func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult {
+        passGate()
+        order.withLock { $0.append(prompt) }
+        _ = onText("hi")
+        return GenerateResult(text: "hi", promptTokens: 5, cachedTokens: 0, generatedTokens: 1, stopReason: .maxTokens,
+                              promptMs: 1, generateMs: 1)
+    }
+}
+
+func testConfig(_ extra: String = "", routes: String? = nil) throws -> BitnetdConfig {
+    let dir = Fixture.tempDir()
+    let path = dir + "/c.yaml"
+    Fixture.write(path, """
+    model: {path: /m.gguf}
+    \(extra)
+    \(routes ?? """
+    routes:
+      - name: d
+        topic: sensors/+/t
+        prompt: "T={{t}} in {{topic.1}}:"
+        labels: [ok, hot]
+        min_confidence: 0.5
+      - name: g
+        topic: ask
+        input: text
+        task: generate
+        prompt: "Q: {{payload}}"
+    """)
+    """)
+    return try ConfigLoader.load(path: path, environment: { _ in nil })
+}
+
+func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response: String? = nil, corr: String? = nil,
+             receivedAt: UInt64 = monotonicNanoseconds()) -> MQTTMessage {
+    MQTTMessage(topic: topic, payload: Array(payload.utf8), qos: 1, responseTopic: response,
+                correlationData: corr.map { Array($0.utf8) }, messageExpiry: expiry, receivedAt: receivedAt)
+}
+
+@Suite struct DaemonCoreTests {
+    @Test func decideBelowMinConfidenceIsUnsure() throws {
+        let t = RecordingTransport()
+        let core = DaemonCore(config: try testConfig(), backend: FakeBackend(probabilities: [0.45, 0.55]), transport: t)
+        core.startWorker()
+        core.handle(message("sensors/attic/t", #"{"t":31.5}"#))
+        let sent = t.wait(for: 1)
+        #expect(sent.first?.topic == "bitnetd/decision/d")
+        #expect(sent.first?.json["label"] == "unsure")
+        #expect(sent.first?.json["probabilities"] == .object(["ok": 0.45, "hot": 0.55]))
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func decideJobsRunBeforeQueuedGenerateJobs() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        backend.gateOpen.store(false, ordering: .relaxed)
+        let core = DaemonCore(config: try testConfig(), backend: backend, transport: t)
+        core.startWorker()
+        core.handle(message("ask", "first"))  // taken by the worker, held at the gate
+        _ = poll(timeoutS: 2) { core.queue.count == 0 }
+        core.handle(message("ask", "second"))
+        core.handle(message("ask", "third"))
+        core.handle(message("sensors/a/t", #"{"t":1}"#))
+        backend.gateOpen.store(true, ordering: .relaxed)
+        _ = t.wait(for: 4)
+        #expect(backend.order.withLock { $0 } == ["Q: first", "T=1 in a:", "Q: second", "Q: third"])
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func expiredRequestIsAnsweredWithAnErrorNotComputed() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        let core = DaemonCore(config: try testConfig(), backend: backend, transport: t)
+        core.startWorker()
+        let longAgo = monotonicNanoseconds() - 3_000_000_000
+        core.handle(message("sensors/a/t", #"{"t":1}"#, expiry: 2, response: "r/1", corr: "c1", receivedAt: longAgo))
+        let sent = t.wait(for: 2)
+        #expect(sent.map(\.topic) == ["bitnetd/error", "r/1"])
+        #expect(sent.allSatisfy { $0.json["error"] == "expired" && $0.correlation == Array("c1".utf8) })
+        #expect(backend.order.withLock { $0 }.isEmpty)
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func fullQueueRejects() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        backend.gateOpen.store(false, ordering: .relaxed)
+        let core = DaemonCore(config: try testConfig("queue: {size: 2, overflow: reject}"), backend: backend, transport: t)
+        // No worker yet: the queue fills.
+        for i in 0..<3 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
+        let sent = t.all
+        #expect(sent.count == 1)
+        #expect(sent.first?.json["error"] == "queue_full")
+        #expect(sent.first?.json["input_topic"] == "sensors/s2/t")
+        backend.gateOpen.store(true, ordering: .relaxed)
+        core.startWorker()
+        #expect(t.wait(for: 3).count == 3)
+        #expect(core.stats.snapshot(queue: 0).dropped == 1)
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func fullQueueDropsOldest() throws {
+        let t = RecordingTransport()
+        let core = DaemonCore(config: try testConfig("queue: {size: 2, overflow: drop_oldest}"), backend: FakeBackend(), transport: t)
+        for i in 0..<3 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
+        let sent = t.all
+        #expect(sent.count == 1)
+        #expect(sent.first?.json["error"] == "dropped")
+        #expect(sent.first?.json["input_topic"] == "sensors/s0/t")
+        core.startWorker()
+        let all = t.wait(for: 3)
+        #expect(all.dropFirst().map(\.json["input_topic"]) == ["sensors/s1/t", "sensors/s2/t"])
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func shutdownAfterTheDrainTimeoutErrorsTheRest() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        backend.gateOpen.store(false, ordering: .relaxed)
+        let core = DaemonCore(config: try testConfig(), backend: backend, transport: t)
+        core.startWorker()
+        for i in 0..<5 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
+        core.beginShutdown(drainTimeoutS: 0.05)
+        usleep(100_000)
+        backend.gateOpen.store(true, ordering: .relaxed)
+        core.finishShutdown()
+        let sent = t.all
+        #expect(sent.count == 5)
+        #expect(sent.filter { $0.json["error"] == "shutting_down" }.count == 4)
+        core.handle(message("sensors/late/t", #"{"t":1}"#))
+        #expect(t.all.last?.json["error"] == "shutting_down")
+    }
+
+    @Test func reloadSwapsRoutesAndSubscriptions() throws {
+        let t = RecordingTransport()
+        let core = DaemonCore(config: try testConfig(), backend: FakeBackend(), transport: t)
+        let updated = try testConfig(routes: """
+        routes:
+          - name: n
+            topic: new/#
+            shared_group: g
+            prompt: "{{x}}"
+            labels: [a, b]
+        """)
+        core.apply(updated)
+        #expect(t.subs.withLock { $0 } == [MQTTSubscription(filter: "$share/g/new/#", qos: 1)])
+        core.startWorker()
+        core.handle(message("new/1/2", #"{"x":"y"}"#))
+        core.handle(message("sensors/a/t", #"{"t":1}"#))
+        #expect(t.wait(for: 1).map(\.topic) == ["bitnetd/decision/n"])
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+}
+
+@Suite struct RouterTests {
+    func route(_ prompt: String, input: String = "json") throws -> (Router, RouteConfig) {
+        let c = try testConfig(routes: """
+        routes:
+          - name: r
+            topic: a/+/c
+            input: \(input)
+            prompt: \(JSON.string(prompt).serialized)
+            labels: [x, y]
+        """)
+        return (Router(routes: c.routes, maxPayloadBytes: 64), c.routes[0])
+    }
+
+    func render(_ prompt: String, _ payload: String, topic: String = "a/b/c") throws -> Result<String, BadInput> {
+        let (router, r) = try route(prompt)
+        return router.prepare(route: r, message: message(topic, payload)).map(\.prompt)
+    }
+
+    @Test func templates() throws {
+        #expect(try render("{{a.b}} {{n}} {{f}} {{t}} {{topic.1}} {{arr.1}} {{o}}", #"{"a":{"b":"deep"},"n":3,"f":2.5,"t":true,"arr":[1,"two"],"o":{"k":[1]}}"#)
+            == .success(#"deep 3 2.5 true b two {"k":[1]}"#))
+        #expect(try render("{{payload}}", #"{"x":1}"#) == .success(#"{"x":1}"#))
+    }
+
+    @Test func badInputClasses() throws {
+        func code(_ r: Result<String, BadInput>) -> String? {
+            if case .failure(let e) = r { return e.code }
+            return nil
+        }
+        #expect(code(try render("{{a}}", "nope")) == "not_json")
+        #expect(code(try render("{{a}}", "{}")) == "missing_field")
+        #expect(code(try render("{{a.b}}", #"{"a":1}"#)) == "wrong_type")
+        #expect(code(try render("{{a}}", "[1]")) == "wrong_type")
+        #expect(code(try render("{{a}}", #"{"a":null}"#)) == "wrong_type")
+        #expect(code(try render("{{a}}", String(repeating: " ", count: 65) + "{}")) == "oversize")
+        let (router, r) = try route("{{a}}")
+        let bad = MQTTMessage(topic: "a/b/c", payload: [0x7B, 0xC3, 0x28, 0x7D])
+        if case .failure(let e) = router.prepare(route: r, message: bad) {
+            #expect(e.code == "invalid_utf8")
+            #expect(e.detail.contains("offset 1"))
+        } else {
+            Issue.record("invalid UTF-8 accepted")
+        }
+    }
+
+    @Test func topicMatching() {
+        #expect(topicMatches(filter: "a/+/c", topic: "a/b/c"))
+        #expect(!topicMatches(filter: "a/+/c", topic: "a/b/c/d"))
+        #expect(topicMatches(filter: "a/#", topic: "a"))
+        #expect(topicMatches(filter: "a/#", topic: "a/b/c"))
+        #expect(topicMatches(filter: "#", topic: "x/y"))
+        #expect(!topicMatches(filter: "#", topic: "$SYS/x"))
+        #expect(!topicMatches(filter: "+/x", topic: "$SYS/x"))
+        #expect(topicMatches(filter: "a//b", topic: "a//b"))
+        #expect(!topicMatches(filter: "a/b", topic: "a/c"))
+    }
+}
+
+@Suite struct JSONTests {
+    @Test func roundTrip() throws {
+        let text = #"{"a":[1,2.5,-3e-7,true,false,null],"s":"q\"\\\n\u0001é😀","o":{}}"#
+        let v = try JSON.parse(text)
+        #expect(v["s"] == .string("q\"\\\n\u{01}é😀"))
+        #expect(v.serialized == #"{"a":[1,2.5,-3e-07,true,false,null],"s":"q\"\\\n\u0001é😀","o":{}}"#)
+        #expect(try JSON.parse(v.serialized) == v)
+        #expect(try JSON.parse(#""\ud83d\ude00""#) == .string("😀"))
+    }
+
+    @Test func rejectsInvalid() {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "tru", "\"\\x\"", "\"\u{01}\"", "{} x", "\"\\ud800\"", "1e999"] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try JSON.parse(bad) }
+        }
+        #expect(throws: JSONParseError.self) { try JSON.parse(String(repeating: "[", count: 100) + String(repeating: "]", count: 100)) }
+    }
+}
+
+@Suite struct SupportTests {
+    @Test func sha256KnownVectors() {
+        func hex(_ s: String) -> String {
+            var h = SHA256()
+            h.update(Array(s.utf8))
+            return SHA256.hex(h.finalize())
+        }
+        #expect(hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        var h = SHA256()
+        let chunk = Array(repeating: UInt8(ascii: "a"), count: 1000)
+        for _ in 0..<1000 { h.update(chunk) }
+        #expect(SHA256.hex(h.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func correlationEncoding() {
+        #expect(Payloads.correlationJSON(nil) == .null)
+        #expect(Payloads.correlationJSON(Array("abc".utf8)) == "abc")
+        #expect(Payloads.correlationJSON([0xFF, 0x00, 0x10]) == "base64:/wAQ")
+    }
+
+    @Test func timestampFormat() {
+        #expect(isoTimestamp(0) == "1970-01-01T00:00:00.000Z")
+        #expect(isoTimestamp(1_764_426_421.25) == "2025-11-29T14:27:01.250Z")
+    }
+
+    @Test func systemdNotify() throws {
+        let path = Fixture.tempDir() + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        try #require(rc == 0)
+        setenv("NOTIFY_SOCKET", path, 1)
+        defer { unsetenv("NOTIFY_SOCKET") }
+        #expect(SystemdNotifier().notify("READY=1"))
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = recv(fd, &buf, 64, Int32(MSG_DONTWAIT))
+        #expect(String(decoding: buf.prefix(max(0, n)), as: UTF8.self) == "READY=1")
+    }
+}
