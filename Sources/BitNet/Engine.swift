@@ -68,10 +68,37 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: decide
 
+    /// Switches for the decision fast paths (bench compares them; results are the same).
+    public struct DecideTuning: Sendable {
+        /// Reuse the KV state of the prompt prefix a route shares with its previous request.
+        public var prefixCache = true
+        /// Compute only the LM-head rows of the labels' first tokens when every label starts at
+        /// the same position (the softmax normaliser is common to all labels and cancels).
+        public var labelOnlyLogits = true
+        public init() {}
+    }
+
+    public var tuning = DecideTuning()
+    /// Memory budget of the prefix cache; least recently used prefixes are dropped beyond it.
+    public var prefixCacheBudget = 64 << 20
+    private var prefixes: [String: KVSnapshot] = [:]
+    private var prefixUse: [String] = []
+
+    /// Bytes held by cached prefixes.
+    public var prefixCacheBytes: Int { prefixes.values.reduce(0) { $0 + $1.bytes } }
+
+    /// Forgets every cached prefix (config reload, model change).
+    public func invalidatePrefixCache() {
+        prefixes = [:]
+        prefixUse = []
+    }
+
     /// Scores each label as the text that follows the prompt (DESIGN.md §8): the tokenizer sees
     /// prompt + label; a label's score is the sum of its tokens' log-probabilities; the
-    /// probabilities are the softmax of the scores over the labels.
-    public func decide(prompt: String, labels: [String]) throws -> DecideResult {
+    /// probabilities are the softmax of the scores over the labels. `cacheKey` (a route name)
+    /// selects the prefix-cache slot whose KV state is reused for the part of the prompt that
+    /// is the same as in that slot's previous request.
+    public func decide(prompt: String, labels: [String], cacheKey: String = "") throws -> DecideResult {
         let t0 = monotonicMs()
         guard !labels.isEmpty else { throw RequestError("decide needs at least one label") }
         let promptIds = tokenizer.encode(prompt)
@@ -91,24 +118,40 @@ public final class Engine: @unchecked Sendable {
         var shared = full[0].count
         for f in full.dropFirst() { shared = min(shared, commonPrefix(f, full[0])) }
         shared = min(shared, starts.min()!)
-
-        // Prefill the shared prefix; logits at its last position for tokens scored there.
-        context.reset()
-        var scores = [Double](repeating: 0, count: labels.count)
         let sharedIds = Array(full[0][..<shared])
+
+        // Reuse the cached KV of the longest common prefix (at least the last shared token is
+        // recomputed: its logits are needed).
+        var reused = 0
+        if tuning.prefixCache, let snap = prefixes[cacheKey] {
+            reused = min(commonPrefix(snap.tokens, sharedIds), shared - 1)
+            if reused > 0 { context.restore(snap, count: reused) }
+            touch(cacheKey)
+        }
+        if reused == 0 { context.reset() }
+
+        var scores = [Double](repeating: 0, count: labels.count)
         let firstNeeded = full.indices.filter { starts[$0] == shared }
-        // Full vocabulary at that position: log-probabilities need the normaliser.
-        let lastLogits = try context.forward(sharedIds, logits: firstNeeded.isEmpty ? .none : .last)
-        let lse0 = firstNeeded.isEmpty ? 0 : logSumExp(lastLogits)
-        for i in firstNeeded { scores[i] += Double(lastLogits[Int(full[i][shared])]) - lse0 }
+        let labelOnly = tuning.labelOnlyLogits && firstNeeded.count == labels.count
+        let rest = Array(sharedIds[reused...])
+        if labelOnly {
+            let firstTokens = full.map { $0[shared] }
+            let vals = try context.forward(rest, logits: .selected([(rest.count - 1, firstTokens)]))
+            for i in labels.indices { scores[i] += Double(vals[i]) }
+        } else {
+            let lastLogits = try context.forward(rest, logits: firstNeeded.isEmpty ? .none : .last)
+            let lse0 = firstNeeded.isEmpty ? 0 : logSumExp(lastLogits)
+            for i in firstNeeded { scores[i] += Double(lastLogits[Int(full[i][shared])]) - lse0 }
+        }
+        if tuning.prefixCache { remember(cacheKey, sharedIds) }
 
         // Each label's remaining tokens, on top of the shared prefix.
+        let V = model.hp.vocabSize
         for (i, f) in full.enumerated() {
             let feed = Array(f[shared..<(f.count - 1)])
             if feed.isEmpty { continue }
             context.truncate(to: shared)
             let logits = try context.forward(feed, logits: .all)
-            let V = model.hp.vocabSize
             for k in 0..<feed.count {
                 let target = shared + k + 1
                 if target < starts[i] { continue }
@@ -122,7 +165,38 @@ public final class Engine: @unchecked Sendable {
         let probs = ex.map { $0 / z }
         let best = probs.indices.max { probs[$0] < probs[$1] }!
         return DecideResult(labels: labels, probabilities: probs, logScores: scores, best: best,
-                            promptTokens: promptIds.count, cachedTokens: 0, elapsedMs: monotonicMs() - t0)
+                            promptTokens: promptIds.count, cachedTokens: reused, elapsedMs: monotonicMs() - t0)
+    }
+
+    /// `decide` with the default prefix-cache slot.
+    public func decide(prompt: String, labels: [String]) throws -> DecideResult {
+        try decide(prompt: prompt, labels: labels, cacheKey: "")
+    }
+
+    /// Keeps the KV of `tokens` (positions 0..<count, now in the context) under `key`: if the
+    /// slot already holds a prefix, it shrinks to the part both requests share, which is the
+    /// route's constant prompt prefix, and no copy is made.
+    private func remember(_ key: String, _ tokens: [Int32]) {
+        if let snap = prefixes[key] {
+            let c = commonPrefix(snap.tokens, tokens)
+            if c >= max(1, snap.count / 2) || c >= 16 {
+                snap.shrink(to: c)
+                return
+            }
+        }
+        guard context.position >= tokens.count, !tokens.isEmpty else { return }
+        let snap = context.snapshot(tokens: tokens)
+        prefixes[key] = snap
+        touch(key)
+        while prefixCacheBytes > prefixCacheBudget, let oldest = prefixUse.first {
+            prefixUse.removeFirst()
+            prefixes[oldest] = nil
+        }
+    }
+
+    private func touch(_ key: String) {
+        prefixUse.removeAll { $0 == key }
+        prefixUse.append(key)
     }
 
     // MARK: generate
@@ -137,6 +211,8 @@ public final class Engine: @unchecked Sendable {
         let t0 = monotonicMs()
         context.reset()
         var logits = try context.forward(ids, logits: .last)
+        // Generation overwrote the KV cache the prefix snapshots were taken from; snapshots are
+        // copies, so they stay valid.
         let t1 = monotonicMs()
         var sampler = Sampler(options: options)
         var history = ids

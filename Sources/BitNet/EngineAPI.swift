@@ -28,7 +28,8 @@ public struct DecideResult: Sendable {
     public var labels: [String]
     /// Softmax over `logScores`; sums to 1.
     public var probabilities: [Double]
-    /// Sum of the label tokens' log-probabilities.
+    /// Sum of the label tokens' log-probabilities, up to a constant common to all labels (the
+    /// label-only fast path leaves out the normaliser of the first position, which cancels).
     public var logScores: [Double]
     /// Index of the most probable label.
     public var best: Int

@@ -150,7 +150,7 @@ public final class DaemonCore: @unchecked Sendable {
         do {
             switch route.task {
             case .decide:
-                let r = try backend.decide(prompt: job.prompt, labels: route.labels)
+                let r = try backend.decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name)
                 let top = r.probabilities[r.best]
                 let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
                 let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6

@@ -4,7 +4,9 @@ import BitNet
 /// an in-memory double. Calls come from the daemon's single inference thread, one at a time.
 public protocol InferenceBackend: AnyObject, Sendable {
     var modelName: String { get }
-    func decide(prompt: String, labels: [String]) throws -> DecideResult
+    /// `cacheKey` (the route name) selects the engine's prefix-cache slot, so a route's constant
+    /// prompt prefix is computed once.
+    func decide(prompt: String, labels: [String], cacheKey: String) throws -> DecideResult
     func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult
 }
 

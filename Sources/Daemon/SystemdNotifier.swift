@@ -7,6 +7,12 @@ public struct SystemdNotifier: Sendable {
     /// Half of `$WATCHDOG_USEC`, the interval at which `WATCHDOG=1` should be sent.
     public let watchdogIntervalS: Double?
 
+    public init(socketPath: String?, watchdogIntervalS: Double? = nil) {
+        self.socketPath = socketPath
+        self.watchdogIntervalS = watchdogIntervalS
+    }
+
+    /// From `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`.
     public init() {
         socketPath = getenv("NOTIFY_SOCKET").map { String(cString: $0) }
         if let w = getenv("WATCHDOG_USEC").map({ String(cString: $0) }), let usec = Double(w), usec > 0 {

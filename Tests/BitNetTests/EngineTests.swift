@@ -102,8 +102,10 @@ func makeModel(_ dir: TempDir, _ name: String = "m.gguf", configure: (inout Mode
             }
             scores.append(s)
         }
+        // Scores may differ by a constant common to all labels (label-only logits).
         for i in labels.indices {
-            #expect(abs(scores[i] - r.logScores[i]) < 2e-3 * max(1, abs(scores[i])), "label \(labels[i])")
+            let want = scores[i] - scores[0], got = r.logScores[i] - r.logScores[0]
+            #expect(abs(want - got) < 2e-3 * max(1, abs(want)), "label \(labels[i])")
         }
     }
 
@@ -150,4 +152,51 @@ private extension Double {
         return _glibcExp(x)
     }
     var logValue: Double { _glibcLog(self) }
+}
+
+@Suite struct DecideFastPathTests {
+    static let prefix = "Greenhouse controller. Decide what to do with the readings. Reply with one word: water, ventilate, heat or nothing.\nReadings:"
+
+    @Test func prefixCacheAndLabelOnlyLogitsGiveTheSameProbabilities() throws {
+        let dir = TempDir("decide")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let fast = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let slow = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        slow.tuning.prefixCache = false
+        slow.tuning.labelOnlyLogits = false
+        let labels = [" water", " ventilate", " heat", " nothing"]
+        var cachedSeen = 0
+        for (i, t) in [31.5, 18.0, 25.2, 9.9, 40.1].enumerated() {
+            let prompt = Self.prefix + " temperature \(t) C, soil \(10 + i * 7) %. Action:"
+            let a = try fast.decide(prompt: prompt, labels: labels, cacheKey: "greenhouse")
+            let b = try slow.decide(prompt: prompt, labels: labels, cacheKey: "greenhouse")
+            #expect(b.cachedTokens == 0)
+            if i > 0 { #expect(a.cachedTokens > 20, "request \(i) reused \(a.cachedTokens) tokens") }
+            cachedSeen += a.cachedTokens
+            for k in labels.indices {
+                #expect(abs(a.probabilities[k] - b.probabilities[k]) < 1e-3, "request \(i) label \(labels[k])")
+            }
+            #expect(a.best == b.best || abs(a.probabilities[a.best] - b.probabilities[a.best]) < 1e-3)
+        }
+        #expect(cachedSeen > 0)
+        #expect(fast.prefixCacheBytes > 0)
+        fast.invalidatePrefixCache()
+        #expect(fast.prefixCacheBytes == 0)
+    }
+
+    @Test func multiTokenLabelsUseTheFullNormaliser() throws {
+        let dir = TempDir("decide")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let fast = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let slow = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        slow.tuning.prefixCache = false
+        slow.tuning.labelOnlyLogits = false
+        let labels = [" open the vents", " water the plants now", " nothing"]
+        let p = Self.prefix + " temperature 33 C. Action:"
+        let a = try fast.decide(prompt: p, labels: labels)
+        let b = try slow.decide(prompt: p, labels: labels)
+        for k in labels.indices { #expect(abs(a.probabilities[k] - b.probabilities[k]) < 1e-6) }
+    }
 }

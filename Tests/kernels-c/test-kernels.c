@@ -374,8 +374,10 @@ static void test_quantize(const kernel_set *ks) {
  * I2_S gemm
  * ------------------------------------------------------------------------------------------- */
 
-enum { PAT_RANDOM, PAT_RANDOM_CODE3, PAT_MAX_POS, PAT_MAX_NEG, PAT_ALL_MINUS, PAT_COUNT };
-static const char *const pat_names[PAT_COUNT] = {"random", "codes0-3", "+1x127", "+1x-128", "-1x-128"};
+/* Codes 3 never occur in valid files, but the kernels' int16 bounds assume c ≤ 3: PAT_CODE3_NEG
+ * (every code 3, every activation -128) sits exactly on those bounds. */
+enum { PAT_RANDOM, PAT_RANDOM_CODE3, PAT_MAX_POS, PAT_MAX_NEG, PAT_ALL_MINUS, PAT_CODE3_NEG, PAT_COUNT };
+static const char *const pat_names[PAT_COUNT] = {"random", "codes0-3", "+1x127", "+1x-128", "-1x-128", "code3x-128"};
 
 static void fill_i2s(uint8_t *w, size_t nbytes, int8_t *q, size_t nq, int pat) {
     for (size_t i = 0; i < nbytes; i++) {
@@ -383,6 +385,7 @@ static void fill_i2s(uint8_t *w, size_t nbytes, int8_t *q, size_t nq, int pat) {
         case PAT_RANDOM: w[i] = (uint8_t)(rnd_int(0, 2) << 6 | rnd_int(0, 2) << 4 | rnd_int(0, 2) << 2 | rnd_int(0, 2)); break;
         case PAT_RANDOM_CODE3: w[i] = (uint8_t)rnd(); break;
         case PAT_MAX_POS: case PAT_MAX_NEG: w[i] = 0xaa; break; /* all +1 (code 2) */
+        case PAT_CODE3_NEG: w[i] = 0xff; break;
         default: w[i] = 0x00; break;                            /* all -1 (code 0) */
         }
     }
@@ -437,6 +440,7 @@ static void test_i2s(const kernel_set *ks) {
     test_i2s_case(ks, 2560, 77, 10, 70, 7, PAT_RANDOM);
     test_i2s_case(ks, 32768, 6, 0, 6, 2, PAT_MAX_NEG); /* long K: many int16 → int32 widenings */
     test_i2s_case(ks, 32768, 6, 0, 6, 1, PAT_RANDOM_CODE3);
+    test_i2s_case(ks, 32768, 6, 0, 6, 5, PAT_CODE3_NEG);
 }
 
 /* ---------------------------------------------------------------------------------------------
