@@ -19,11 +19,14 @@ public enum ConfigLoader {
         var syntaxError = false
         for file in files {
             let text = try readTextFile(file)
-            let (root, parseErrors): (YAMLNode, [ConfigError])
-            do {
-                (root, parseErrors) = try YAMLParser.parse(text, file: file, environment: environment)
-            } catch {
-                errors += error.errors
+            // Swift 6.3's optimizer crashes on a typed catch that assigns a destructured tuple
+            // (SIL ownership verifier, release builds); a Result sidesteps it.
+            let result = Result { try YAMLParser.parse(text, file: file, environment: environment) }
+            guard case .success(let (root, parseErrors)) = result else {
+                if case .failure(let error) = result {
+                    guard let e = error as? ConfigErrors else { throw error }
+                    errors += e.errors
+                }
                 syntaxError = true
                 continue
             }

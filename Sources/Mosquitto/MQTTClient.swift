@@ -40,6 +40,8 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let issued = Atomic<Int>(0)
     private let completed = Atomic<Int>(0)
+    /// The broker answered the last CONNECT with a refusal (already logged with its reason).
+    private let refused = Atomic<Bool>(false)
     private let log: LogHandler
     // Set once in init, destroyed in deinit; libmosquitto serialises access internally in threaded mode.
     private var mosq: OpaquePointer?
@@ -146,11 +148,13 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     private func didConnect(rc: Int32) {
         guard rc == 0 else {
             let reason = String(cString: options.version == .v5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc))
+            refused.store(true, ordering: .releasing)
             log(.error, "broker \(options.host):\(options.port) refused the connection: \(reason) (\(rc))")
             state.withLock { $0.onConnection }?(false, reason)
             return
         }
         connected.store(true, ordering: .releasing)
+        refused.store(false, ordering: .releasing)
         // Subscriptions do not survive a clean-start session or a broker without persistence:
         // subscribe again on every connect (idempotent on the broker).
         let (subs, handler) = state.withLock { ($0.subscriptions, $0.onConnection) }
@@ -159,8 +163,8 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     }
 
     private func didDisconnect(rc: Int32) {
-        connected.store(false, ordering: .releasing)
-        if stopping.load(ordering: .acquiring) { return }
+        let was = connected.exchange(false, ordering: .acquiringAndReleasing)
+        if !was || stopping.load(ordering: .acquiring) { return }
         let reason = rc == 0 ? "disconnected" : String(cString: mosquitto_strerror(rc))
         state.withLock { $0.onConnection }?(false, reason)
     }
@@ -249,6 +253,9 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         var props: OpaquePointer?
         defer { if props != nil { mosquitto_property_free_all(&props) } }
         if options.version == .v5 {
+            if let r = properties.responseTopic {
+                _ = mosquitto_property_add_string(&props, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), r)
+            }
             if let c = properties.correlationData {
                 _ = c.withUnsafeBytes {
                     mosquitto_property_add_binary(&props, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), $0.baseAddress, UInt16(min($0.count, 65535)))
@@ -352,6 +359,8 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
                 let reason = rc == MOSQ_ERR_ERRNO.rawValue ? String(cString: strerror(errno)) : String(cString: mosquitto_strerror(rc))
                 if wasConnected {
                     log(.warning, "connection to \(options.host):\(options.port) lost: \(reason); reconnecting in \(backoff) s")
+                } else if refused.load(ordering: .acquiring) {
+                    log(.warning, "retrying in \(backoff) s")
                 } else {
                     log(.warning, "connection to \(options.host):\(options.port) failed: \(reason); retrying in \(backoff) s")
                 }

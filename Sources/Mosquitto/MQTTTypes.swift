@@ -48,13 +48,15 @@ public struct MQTTMessage: Sendable {
 
 /// Properties to attach to an outgoing PUBLISH (ignored on an MQTT 3.1.1 connection).
 public struct MQTTPublishProperties: Sendable {
+    public var responseTopic: String?
     public var correlationData: [UInt8]?
     public var contentType: String?
     public var messageExpiry: UInt32?
     public var userProperties: [MQTTUserProperty]
 
-    public init(correlationData: [UInt8]? = nil, contentType: String? = nil, messageExpiry: UInt32? = nil,
-                userProperties: [MQTTUserProperty] = []) {
+    public init(responseTopic: String? = nil, correlationData: [UInt8]? = nil, contentType: String? = nil,
+                messageExpiry: UInt32? = nil, userProperties: [MQTTUserProperty] = []) {
+        self.responseTopic = responseTopic
         self.correlationData = correlationData
         self.contentType = contentType
         self.messageExpiry = messageExpiry

@@ -58,6 +58,21 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Benchmark decisions instead: latency p50/p95/p99 and decisions/s, with and without each fast path.")
+    var decide = false
+
+    @Option(help: "--decide: prompt tokens in total.")
+    var decidePrompt = 64
+
+    @Option(help: "--decide: of which constant (the route's fixed instructions).")
+    var decideConstant = 48
+
+    @Option(help: "--decide: number of labels.")
+    var labels = 3
+
+    @Option(help: "--decide: decisions per variant.")
+    var decisions = 30
+
     func run() throws {
         var path = model ?? ""
         if make2B4T {
@@ -78,6 +93,10 @@ struct Bench: ParsableCommand {
         let threadList = threads.split(separator: ",").compactMap { Int($0) }
         guard !threadList.isEmpty else { throw ValidationError("--threads must be a comma-separated list of integers") }
 
+        if decide {
+            try runDecide(path: path, threadList: threadList)
+            return
+        }
         var rows: [String] = []
         var jsonRows: [String] = []
         for t in threadList {
@@ -137,6 +156,71 @@ struct Bench: ParsableCommand {
             print("| model | size | kernel | threads | test | t/s (min – median – max) |")
             print("|---|---|---|---|---|---|")
             for r in rows { print(r) }
+        }
+    }
+
+    func runDecide(path: String, threadList: [Int]) throws {
+        guard decideConstant < decidePrompt, labels >= 1 else {
+            throw ValidationError("--decide-constant must be below --decide-prompt, --labels ≥ 1")
+        }
+        var out: [String] = []
+        var jsonRows: [String] = []
+        for t in threadList {
+            let engine: Engine
+            do { engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: decidePrompt + 64)) } catch { throw fail(error) }
+            let tok = engine.tokenizer
+            // A constant instruction text of `decideConstant` tokens and a changing reading.
+            let words = ["the", "sensor", "reads", "value", "decide", "action", "greenhouse", "temperature",
+                         "humidity", "soil", "light", "answer", "with", "one", "word", "machine", "motor"]
+            var constant = "Instructions:"
+            var i = 0
+            while tok.encode(constant).count < decideConstant {
+                constant += " " + words[i % words.count]
+                i += 1
+            }
+            var rng = SplitMixXoshiro(seed: 7)
+            func reading() -> String {
+                var r = ""
+                while tok.encode(constant + r).count < decidePrompt - 1 {
+                    r += " \(rng.next() % 1000)"
+                }
+                return r + " Answer:"
+            }
+            let labelList = Array([" water", " ventilate", " heat", " nothing", " inspect", " stop", " normal", " open"].prefix(labels))
+            let variants: [(String, Bool, Bool)] = [("full recompute, full LM head", false, false),
+                                                    ("label-only LM head", false, true),
+                                                    ("prefix cache", true, false),
+                                                    ("prefix cache + label-only", true, true)]
+            let rssBefore = MemoryUsage.current()
+            for (name, prefix, labelOnly) in variants {
+                engine.tuning.prefixCache = prefix
+                engine.tuning.labelOnlyLogits = labelOnly
+                engine.invalidatePrefixCache()
+                _ = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
+                var lat: [Double] = []
+                var cached = 0, promptTokens = 0
+                let t0 = monotonicMs()
+                for _ in 0..<decisions {
+                    let r = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
+                    lat.append(r.elapsedMs)
+                    cached = r.cachedTokens
+                    promptTokens = r.promptTokens
+                }
+                let total = monotonicMs() - t0
+                lat.sort()
+                func pct(_ p: Double) -> Double { lat[min(lat.count - 1, Int(Double(lat.count) * p))] }
+                out.append("| \(engine.kernelName) | \(engine.threads) | \(name) | \(promptTokens) (\(cached) cached) | \(fmt(pct(0.5), 2)) | \(fmt(pct(0.95), 2)) | \(fmt(pct(0.99), 2)) | \(fmt(Double(decisions) / total * 1000, 2)) |")
+                jsonRows.append("{\"threads\":\(engine.threads),\"kernel\":\"\(engine.kernelName)\",\"variant\":\(jsonString(name)),\"prompt_tokens\":\(promptTokens),\"cached_tokens\":\(cached),\"labels\":\(labels),\"p50_ms\":\(pct(0.5)),\"p95_ms\":\(pct(0.95)),\"p99_ms\":\(pct(0.99)),\"decisions_per_s\":\(Double(decisions) / total * 1000),\"prefix_cache_bytes\":\(engine.prefixCacheBytes)}")
+            }
+            let rssAfter = MemoryUsage.current()
+            out.append("|   prefix cache holds \(engine.prefixCacheBytes) B; anonymous RSS \(rssBefore.anon >> 20) → \(rssAfter.anon >> 20) MiB |")
+        }
+        if json {
+            print("[" + jsonRows.joined(separator: ",") + "]")
+        } else {
+            print("| kernel | threads | variant | prompt tokens | p50 ms | p95 ms | p99 ms | decisions/s |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r in out { print(r) }
         }
     }
 

@@ -22,15 +22,22 @@ def engine_binary():
     return os.environ.get("BITNETD_BIN") or os.path.join(REPO, ".build", "release", "bitnetd")
 
 
-def run_engine(args, timeout=600):
+def run_engine(args, timeout=600, kernel=None):
+    """Runs the engine; kernel: None = the engine's default kernel path (BITNETD_KERNEL removed from
+    the environment), else the value for BITNETD_KERNEL (e.g. "scalar")."""
     exe = engine_binary()
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         pytest.fail(f"engine binary not found or not executable: {exe} "
                     f"(build it with `swift build -c release` or set BITNETD_BIN)", pytrace=False)
     cmd = [exe] + [str(a) for a in args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ)
+    env.pop("BITNETD_KERNEL", None)
+    if kernel:
+        env["BITNETD_KERNEL"] = kernel
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
-        pytest.fail(f"engine command failed (exit {p.returncode}): {' '.join(cmd)}\n"
+        pytest.fail(f"engine command failed (exit {p.returncode}): "
+                    f"{'BITNETD_KERNEL=' + kernel + ' ' if kernel else ''}{' '.join(cmd)}\n"
                     f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}", pytrace=False)
     return p
 
@@ -79,13 +86,13 @@ def engine_models(tmp_path_factory):
     return EngineModels(tmp_path_factory)
 
 
-def engine_logits(model_path, ids, prompt_len, out_dir, dump_dir=None, n_vocab=None):
+def engine_logits(model_path, ids, prompt_len, out_dir, dump_dir=None, n_vocab=None, kernel=None):
     out = os.path.join(out_dir, "logits.bin")
     args = ["logits", "--model", model_path, "--token-ids", ",".join(map(str, ids)),
             "--out", out, "--prompt-len", prompt_len]
     if dump_dir is not None:
         args += ["--dump-stages", dump_dir]
-    run_engine(args)
+    run_engine(args, kernel=kernel)
     a = np.fromfile(out, dtype="<f4")
     if n_vocab is not None:
         if a.size != len(ids) * n_vocab:

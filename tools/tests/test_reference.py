@@ -60,6 +60,10 @@ MODELS = {
 I2S_MODELS = [k for k, v in MODELS.items() if v["type"] == "i2_s"]
 STAGE_PROMPT_LENS = [1, 16]
 E2E_PROMPT_LENS = [1, 19]
+# "default" = the engine's own choice (fastest path for this CPU); "scalar" = BITNETD_KERNEL=scalar,
+# the engine's scalar C reference kernels (its float dot products then run sequentially, the order
+# the NumPy reference uses).
+E2E_KERNELS = ["default", "scalar"]
 
 
 def _rng(*keys):
@@ -307,9 +311,10 @@ def test_stage_i2s_dots_present(dumps, name, plen):
 # End to end
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("kernel", E2E_KERNELS)
 @pytest.mark.parametrize("plen", E2E_PROMPT_LENS)
 @pytest.mark.parametrize("name", list(MODELS))
-def test_end_to_end(engine_models, tmp_path, name, plen):
+def test_end_to_end(engine_models, tmp_path, name, plen, kernel):
     cfg = MODELS[name]
     path = engine_models.path(name, cfg)
     m = engine_models.ref(name, cfg)
@@ -317,7 +322,8 @@ def test_end_to_end(engine_models, tmp_path, name, plen):
     gen = m.greedy(prompt, N_GREEDY)
     ids = prompt + gen
     ref = m.logits(ids, prompt_len=plen)
-    got = engine_logits(path, ids, plen, str(tmp_path), n_vocab=m.n_vocab)
+    kern = None if kernel == "default" else kernel
+    got = engine_logits(path, ids, plen, str(tmp_path), n_vocab=m.n_vocab, kernel=kern)
     errs = []
     worst = 0.0
     for i in range(len(ids)):
@@ -339,12 +345,12 @@ def test_end_to_end(engine_models, tmp_path, name, plen):
             errs.append(f"pos {i}: argmax engine {int(np.argmax(g))} vs reference {int(top[0])} "
                         f"(reference margin {margin:.4g} > 2·tol {2 * tol:.4g})")
     if errs:
-        errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path))
-    assert not errs, (f"[{name}, prompt {plen} + {N_GREEDY} greedy, worst {worst:.2e}·max|logit|]\n  "
+        errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path, kern))
+    assert not errs, (f"[{name}, kernel {kernel}, prompt {plen} + {N_GREEDY} greedy, worst {worst:.2e}·max|logit|]\n  "
                       + "\n  ".join(errs if len(errs) <= 41 else errs[:40] + ["..."] + errs[-1:]))
 
 
-def _divergence_report(m, path, ids, plen, ref, got, tmp_path):
+def _divergence_report(m, path, ids, plen, ref, got, tmp_path, kernel):
     """Diagnostics for a failing end-to-end test: first position whose logits differ at all, and
     the first stage of the prompt batch where the engine's own dump departs from the reference's
     forward pass (chained, not identical inputs) by more than the stage tolerance."""
@@ -355,7 +361,7 @@ def _divergence_report(m, path, ids, plen, ref, got, tmp_path):
              f"rel. max|Δ| per position: " + " ".join(f"{v:.0e}" for v in rel)]
     d = tmp_path / "diag"
     d.mkdir(exist_ok=True)
-    engine_logits(path, ids[:plen], plen, str(d), dump_dir=str(d / "stages"))
+    engine_logits(path, ids[:plen], plen, str(d), dump_dir=str(d / "stages"), kernel=kernel)
     E = R.read_stages(str(d / "stages"))
     mine = m.stages(ids[:plen])
     for k, v in mine.items():

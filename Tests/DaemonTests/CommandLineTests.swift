@@ -1,0 +1,72 @@
+import Foundation
+import Glibc
+import Mosquitto
+import Testing
+
+/// The built binary's subcommands, end to end.
+@Suite struct CommandLineTests {
+    func checkConfig(_ yaml: String?, path: String? = nil) -> (Int32, String) {
+        let dir = Fixture.tempDir()
+        let file = path ?? dir + "/bitnetd.yaml"
+        if let yaml { Fixture.write(file, yaml) }
+        let out = dir + "/out.txt"
+        let rc = Fixture.run([Fixture.binary, "check-config", "--config", file], output: out)
+        return (rc, ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").replacingOccurrences(of: dir + "/", with: ""))
+    }
+
+    @Test func checkConfigExitCodes() {
+        let good = daemonConfig(port: 1883)
+        let (ok, okText) = checkConfig(good)
+        #expect(ok == 0, "\(okText)")
+        #expect(okText.contains("OK (2 routes, 0 plugins)"))
+
+        let (bad, badText) = checkConfig(good.replacingOccurrences(of: "  port: 1883", with: "  port: 0\n  hots: x"))
+        #expect(bad == 1)
+        #expect(badText.contains("bitnetd.yaml:7:9: mqtt.port: expected 1...65535, got 0"), "\(badText)")
+        #expect(badText.contains("bitnetd.yaml:8:3: mqtt.hots: unknown key 'hots'; did you mean 'host'?"), "\(badText)")
+
+        let (noModel, noModelText) = checkConfig(good.replacingOccurrences(of: Fixture.model, with: "/nonexistent/m.gguf"))
+        #expect(noModel == 1)
+        #expect(noModelText.contains("bitnetd.yaml:2:9: model.path: cannot use '/nonexistent/m.gguf'"), "\(noModelText)")
+
+        let notGGUF = Fixture.tempDir() + "/x.gguf"
+        Fixture.write(notGGUF, "definitely not a model")
+        let (garbage, _) = checkConfig(good.replacingOccurrences(of: Fixture.model, with: notGGUF))
+        #expect(garbage == 1)
+
+        let (unreadable, _) = checkConfig(nil, path: "/nonexistent/bitnetd.yaml")
+        #expect(unreadable == 2)
+    }
+
+    @Test func sha256IsVerifiedAtStartUp() throws {
+        let broker = try Broker()
+        let wrong = DaemonProcess(config: daemonConfig(port: broker.port).replacingOccurrences(
+            of: "  context: 256", with: "  context: 256\n  sha256: \(String(repeating: "0", count: 64))"))
+        #expect(wrong.child?.wait(timeoutS: 20) == 1)
+        #expect(wrong.log.contains("SHA-256 is "), "\(wrong.log)")
+
+        let out = Fixture.tempDir() + "/sum"
+        Fixture.run(["sh", "-c", "sha256sum \(Fixture.model) | cut -d' ' -f1 > \(out)"])
+        let sum = try String(contentsOfFile: out, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let right = DaemonProcess(config: daemonConfig(port: broker.port).replacingOccurrences(
+            of: "  context: 256", with: "  context: 256\n  sha256: \(sum.uppercased())"))
+        defer { right.stop() }
+        #expect(right.waitForLog("model SHA-256 verified"), "\(right.log)")
+    }
+
+    @Test func sighupAppliesNewMQTTSettings() throws {
+        let first = try Broker()
+        let second = try Broker()
+        let observer = try Observer(port: second.port, topics: ["home/+/door/decision"])
+        let config = daemonConfig(port: first.port, clientID: "moving-\(first.port)")
+        let daemon = DaemonProcess(config: config)
+        defer { daemon.stop() }
+        #expect(daemon.waitForLog("subscribed to home/+/door"))
+        daemon.rewriteConfig(config.replacingOccurrences(of: "port: \(first.port)", with: "port: \(second.port)"))
+        daemon.signal(SIGHUP)
+        #expect(daemon.waitForLog("connected to 127.0.0.1:\(second.port)"), "\(daemon.log)")
+        _ = poll(timeoutS: 5) { daemon.log.components(separatedBy: "subscribed to home/+/door").count > 2 }
+        mqttPublish(port: second.port, topic: "home/moved/door", message: #"{"state":"open"}"#)
+        #expect(observer.wait(for: 1, on: "home/moved/door/decision").count == 1, "\(daemon.log)")
+    }
+}
