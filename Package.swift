@@ -67,3 +67,24 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "DaemonConfig", "Mosquitto", "TestSupport"]),
     ]
 )
+
+// MARK: Sensor plugins (issue 6): one folder per built-in under plugins/<id>/ with its own target and
+// test target (STYLE.md guideline 9); plugins/all is the registry, the one target that sees them all.
+let sensorPlugins: [(id: String, module: String)] = [
+    ("exec", "PluginExec"),
+    ("file-tail", "PluginFileTail"),
+    ("linux-thermal", "PluginLinuxThermal"),
+    ("system", "PluginSystem"),
+]
+for p in sensorPlugins {
+    package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins"], path: "plugins/\(p.id)/Sources"))
+    package.targets.append(.testTarget(
+        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "PluginTestSupport"],
+        path: "plugins/\(p.id)/Tests", exclude: ["Fixtures"]))
+}
+package.targets += [
+    .target(name: "BuiltinPlugins", dependencies: ["SensorPlugins"] + sensorPlugins.map { .target(name: $0.module) },
+            path: "plugins/all"),
+    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "DaemonConfig"], path: "Tests/PluginTestSupport"),
+    .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "BuiltinPlugins", "PluginTestSupport", "DaemonConfig"]),
+]

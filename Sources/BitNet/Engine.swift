@@ -94,7 +94,8 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Scores each label as the text that follows the prompt (DESIGN.md §8): the tokenizer sees
-    /// prompt + label; a label's score is the sum of its tokens' log-probabilities; the
+    /// prompt + label (with a space between them when the prompt does not end in whitespace and
+    /// the label does not start with it, so `Answer:` + `water` is scored as " water"); a label's score is the sum of its tokens' log-probabilities; the
     /// probabilities are the softmax of the scores over the labels. `cacheKey` (a route name)
     /// selects the prefix-cache slot whose KV state is reused for the part of the prompt that
     /// is the same as in that slot's previous request.
@@ -102,7 +103,13 @@ public final class Engine: @unchecked Sendable {
         let t0 = monotonicMs()
         guard !labels.isEmpty else { throw RequestError("decide needs at least one label") }
         let promptIds = tokenizer.encode(prompt)
-        let full = labels.map { tokenizer.encode(prompt + $0) }
+        // A label is the text that follows the prompt; like a word after "Answer:" it carries
+        // its leading space, which is added when neither side has whitespace at the seam.
+        let promptEndsWithSpace = prompt.last?.isWhitespace ?? true
+        let continuations = labels.map { l -> String in
+            promptEndsWithSpace || (l.first?.isWhitespace ?? true) ? l : " " + l
+        }
+        let full = continuations.map { tokenizer.encode(prompt + $0) }
         // Where each label's own tokens start: after the part shared with the prompt alone.
         var starts: [Int] = []
         for (i, f) in full.enumerated() {

@@ -401,7 +401,7 @@ public final class InferenceContext: @unchecked Sendable {
                     if r0 >= r1 { continue }
                     let K = Int64(w.columns)
                     let M = w.rows
-                    let factor = w.alpha * w.scale
+                    let alpha = w.alpha, scale = w.scale
                     if w.type == .i2_s {
                         let dp = dotsBase + (groups.count == 1 ? dotOffsets[mi] : 0)
                         table.i2s_gemm!(w.data.assumingMemoryBound(to: UInt8.self), K, Int64(r0), Int64(r1),
@@ -411,7 +411,8 @@ public final class InferenceContext: @unchecked Sendable {
                             let dt = dp + t * M, ot = out + t * M
                             for m in r0..<r1 {
                                 dt[m] = dt[m] &- sum
-                                ot[m] = Float(dt[m]) / s * factor
+                                // ((Σ T·q) / s · α) · scale, in that order (the reference's).
+                                ot[m] = Float(dt[m]) / s * alpha * scale
                             }
                         }
                     } else {
@@ -420,7 +421,7 @@ public final class InferenceContext: @unchecked Sendable {
                         for t in 0..<n {
                             let s = actScale[t]
                             let ot = out + t * M
-                            for m in r0..<r1 { ot[m] = ot[m] / s * factor }
+                            for m in r0..<r1 { ot[m] = ot[m] / s * alpha * scale }
                         }
                     }
                 }
@@ -487,7 +488,7 @@ public final class InferenceContext: @unchecked Sendable {
     private func attention(layer l: Int, n: Int, pos0: Int) {
         let D = hp.headDim, H = hp.heads, group = hp.heads / hp.kvHeads
         let scale = 1 / sqrtf(Float(D))
-        let f16gemm = kernels.table.pointee.f16_gemm!
+        let path = kernels.table.pointee.path
         let kc = kCache[l], vc = vCache[l]
         let ctx = contextLength
         let roundP = n == 1
@@ -503,7 +504,7 @@ public final class InferenceContext: @unchecked Sendable {
                     let q = qb + t * hp.qWidth + h * D
                     for i in 0..<D { qh[i] = roundF16(q[i]) }
                     let kbase = kc + g * ctx * D
-                    f16gemm(kbase, Int64(D), 0, Int64(len), qh, Int64(D), 1, sc, 0)
+                    tk_attn_scores(kbase, Int64(D), Int64(len), qh, sc, path)
                     var mx = -Float.infinity
                     for j in 0..<len {
                         sc[j] *= scale

@@ -231,7 +231,7 @@ public enum DaemonRunner {
             do {
                 let fresh = try makeClient(updated.mqtt, core: core)
                 logger.info("SIGHUP: MQTT settings changed; reconnecting to \(updated.mqtt.host):\(updated.mqtt.port)")
-                client.setSubscriptions([])
+                // No UNSUBSCRIBE: with the same client id the new connection resumes the session.
                 _ = client.waitForPublishes(timeoutS: 2)
                 client.stop()
                 core.replaceTransport(fresh)

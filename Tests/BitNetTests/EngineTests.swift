@@ -185,6 +185,19 @@ private extension Double {
         #expect(fast.prefixCacheBytes == 0)
     }
 
+    @Test func labelsGetTheirLeadingSpace() throws {
+        let dir = TempDir("decide")
+        defer { dir.remove() }
+        let e = try Engine(modelPath: try makeModel(dir), options: EngineOptions(threads: 1))
+        let a = try e.decide(prompt: "The soil is dry. Answer:", labels: ["water", "heat", "nothing"])
+        let b = try e.decide(prompt: "The soil is dry. Answer:", labels: [" water", " heat", " nothing"])
+        let c = try e.decide(prompt: "The soil is dry. Answer: ", labels: ["water", "heat", "nothing"])
+        for k in 0..<3 {
+            #expect(abs(a.probabilities[k] - b.probabilities[k]) < 1e-9)
+            #expect(abs(a.probabilities[k] - c.probabilities[k]) < 1e-3)
+        }
+    }
+
     @Test func multiTokenLabelsUseTheFullNormaliser() throws {
         let dir = TempDir("decide")
         defer { dir.remove() }

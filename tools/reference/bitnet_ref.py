@@ -9,6 +9,15 @@ Written from /work/shared/spec/bitnet-gguf.md only (no code shared with the Swif
   * the storage precision of §4.7 (F16 KV cache, F16 q, F16 probabilities on 1-token steps,
     F16-rounded final vector before the F16 LM head).
 
+Float details the spec leaves open, fixed here (choices documented at each function):
+  * RMSNorm: Σx² in float64, then the float32 expression 1.0f/sqrtf((float)mean + eps) (§4.2);
+  * cos/sin (RoPE), exp (softmax, SiLU) and powf (RoPE theta scale) are the C library's float32
+    functions via ctypes (float64-rounded fallback if libm is unavailable or BITNET_REF_NO_LIBM=1);
+  * every float dot product (attention K·q and V·p, LM head) is accumulated in float32 sequentially
+    in index order, no fused multiply-add;
+  * BitLinear: ((float)Σ T·q / s) * α, then * scale tensor (I2_S); TQ: Σ_b d_b·(float)Σ_b T·q in
+    block order, / s, then * scale tensor.
+
 CLI:
   bitnet_ref.py logits MODEL --token-ids 1,2,3 [--prompt-len P] --out F
   bitnet_ref.py greedy MODEL --token-ids 1,2,3 --n 32
@@ -529,6 +538,25 @@ def dot_seq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return acc
 
 
+def dot_lanes8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The attention-score order every bitnetd kernel path uses (ternary_kernels.h,
+    tk_attn_scores): eight float32 lanes, lane l accumulating the products of elements
+    k ≡ l (mod 8) in index order (products and sums rounded to float32, no FMA), then
+    ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7))."""
+    a = np.asarray(a, F32)
+    b = np.asarray(b, F32)
+    K = a.shape[-1]
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    lanes = np.zeros(shape + (8,), F32)
+    full = K - K % 8
+    for j in range(0, full, 8):
+        lanes += a[..., j:j + 8] * b[..., j:j + 8]
+    for k in range(full, K):
+        lanes[..., k % 8] += a[..., k] * b[..., k]
+    l = lanes
+    return ((l[..., 0] + l[..., 1]) + (l[..., 2] + l[..., 3])) + ((l[..., 4] + l[..., 5]) + (l[..., 6] + l[..., 7]))
+
+
 def rope_theta_scale(base: float, n_rot: int) -> np.float32:
     """theta_scale = powf(base, -2.0f/n_rot) in float32."""
     e = F32(-2.0) / F32(n_rot)
@@ -562,7 +590,8 @@ def attention(q: np.ndarray, kcache: np.ndarray, vcache: np.ndarray, positions, 
     """Causal GQA attention with the storage precision of spec §4.7.
     q: float32 [n, H*D]; kcache/vcache: float16 [T, Hkv*D] holding positions 0..T-1;
     positions: [n] absolute positions of the query rows. Returns float32 [n, H*D].
-    Per query row and head: s_j = Σ_i f16(q)_i·K_ji (float32, sequential over i); s_j *= 1/sqrtf(D);
+    Per query row and head: s_j = Σ_i f16(q)_i·K_ji (float32, eight-lane order of dot_lanes8);
+    s_j *= 1/sqrtf(D);
     softmax over j ≤ pos: m = max, e_j = expf(s_j − m), Σ e_j in float64, p_j = e_j · float32(1/Σ);
     p rounded to f16 iff the call processes exactly one token; o = Σ_j p_j·V_j (float32, sequential
     over j = 0, 1, …)."""
@@ -580,7 +609,7 @@ def attention(q: np.ndarray, kcache: np.ndarray, vcache: np.ndarray, positions, 
     V = V.transpose(1, 0, 2)                                   # [H, T, D]
     qh = q.astype(F16).astype(F32).reshape(n, n_head, head_dim)
     kq_scale = F32(1) / np.sqrt(F32(head_dim))
-    s = dot_seq(qh[:, :, None, :], K[None, :, :, :])          # [n, H, T]
+    s = dot_lanes8(qh[:, :, None, :], K[None, :, :, :])       # [n, H, T]
     s = s * kq_scale
     mask = np.broadcast_to((np.arange(Tn)[None, :] > positions[:, None])[:, None, :], s.shape)
     s[mask] = -np.inf

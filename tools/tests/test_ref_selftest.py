@@ -281,6 +281,22 @@ def test_attention_gqa_and_precision():
     assert np.allclose(o1f, out[-1:], atol=1e-6)
 
 
+def test_dot_seq_and_expf():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((3, 50)).astype(np.float32)
+    b = rng.standard_normal((3, 50)).astype(np.float32)
+    got = R.dot_seq(a, b)
+    for r in range(3):
+        acc = np.float32(0)
+        for k in range(50):
+            acc = np.float32(acc + np.float32(a[r, k] * b[r, k]))
+        assert got[r] == acc
+    x = np.linspace(-20, 5, 101).astype(np.float32)
+    e = R.expf(x)
+    assert e.dtype == np.float32
+    assert np.max(np.abs(e.astype(np.float64) / np.exp(x.astype(np.float64)) - 1)) < 2e-7
+
+
 def test_ffn_activations():
     g = np.array([[-2.0, -0.5, 0.0, 0.5, 3.0]], np.float32)
     u = np.array([[1.0, 2.0, 3.0, 4.0, -1.0]], np.float32)

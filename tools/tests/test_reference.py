@@ -366,6 +366,13 @@ def _divergence_report(m, path, ids, plen, ref, got, tmp_path, kernel):
     mine = m.stages(ids[:plen])
     for k, v in mine.items():
         if k in E and E[k].shape == v.reshape(v.shape[0], -1).shape:
+            dv = np.abs(E[k].astype(np.float64) - v.reshape(E[k].shape))
+            if dv.max() > 0:
+                lines.append(f"first prompt-batch stage with any difference (chained): {k} "
+                             f"({np.count_nonzero(dv)}/{dv.size} elements, max|Δ|={dv.max():.3e})")
+                break
+    for k, v in mine.items():
+        if k in E and E[k].shape == v.reshape(v.shape[0], -1).shape:
             sc = float(np.max(np.abs(v))) or 1.0
             dv = float(np.max(np.abs(E[k].astype(np.float64) - v.reshape(E[k].shape))))
             if dv > STAGE_RTOL * sc:

@@ -143,7 +143,8 @@ class BitNet(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
-    def forward(self, ids, emulate_f16=True):
+    def forward(self, ids, need=None, emulate_f16=True):
+        """Logits [B, T, V], or [N, V] for the positions where the bool mask `need` [B, T] is set."""
         B, T = ids.shape
         emb = f16(self.token_embd) if emulate_f16 else self.token_embd
         h = emb[ids]
@@ -151,6 +152,8 @@ class BitNet(nn.Module):
         cos, sin = self.cos[:T], self.sin[:T]
         for b in self.blocks:
             h = b(h, cos, sin, mask, emulate_f16)
+        if need is not None:
+            h = h[need]
         y = self.output_norm(h)
         if emulate_f16:
             y = f16(y)

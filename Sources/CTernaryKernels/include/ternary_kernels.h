@@ -86,6 +86,8 @@ void tk_round_f16_inplace(float *x, int64_t n);
  *   amax = max(1e-5, max|x|) in double; s = (float)(127/amax);
  *   q[k] = clamp(nearest_int(x[k]*s), -128, 127) with round-half-to-even; *sum = Σ q[k].
  * Returns s (the activation scale). n any positive length.
+ * Inputs are expected to be finite; with NaN or ±inf in x the result is unspecified (paths may
+ * differ), as no valid forward pass produces them.
  * ------------------------------------------------------------------------------------------- */
 float tk_quantize_row_i8_ref(const float *x, int8_t *q, int64_t n, int32_t *sum);
 
@@ -107,7 +109,9 @@ typedef void (*tk_i2s_i8_gemm_fn)(const uint8_t *w, int64_t K, int64_t r0, int64
 
 /* TQ2_0 / TQ1_0 × int8 (per-token int8 activations, same quantizer as I2_S):
  *   out = Σ_b f16(d_b) · (float)(Σ_{k∈b} t·q − Σ_{k∈b} q), summed in float in block order b = 0,1,…
- * so that every path gives bit-identical results (the inner int sums are exact). */
+ * so that every path gives bit-identical results (the inner int sums are exact). Each step is one
+ * fused multiply-add, acc = fmaf(f16(d_b), (float)isum_b, acc), so the bits do not depend on whether
+ * a compiler would have contracted a separate multiply and add. */
 typedef void (*tk_tq_i8_gemm_fn)(const void *w, int64_t K, int64_t r0, int64_t r1,
                                  const int8_t *q, int64_t ldq, int64_t nt,
                                  float *out, int64_t ldo);
@@ -188,6 +192,20 @@ int tk_path_from_name(const char *name);
 const char *tk_path_name(tk_path path);
 /* A short human-readable description of the CPU features seen (e.g. "avx2 avx512f avx512vnni"). */
 const char *tk_cpu_features(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention scores with one summation order on every path (attention.c).
+ *
+ * out[j] = Σ_i f32(k[j·D + i]) · q[i] for j in [0, rows), where k holds F16 bits. The sum uses eight
+ * lanes: lane l accumulates the products of elements i ≡ l (mod 8) in index order, each product
+ * and each sum rounded to float (no fused multiply-add); the lanes are then combined as
+ * ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)). Every path computes exactly this, so attention — whose
+ * output is re-quantized to int8 by the next layer and would amplify a last-bit difference — is
+ * bit-identical across CPUs. `path` picks the implementation (an unavailable one falls back to
+ * the reference, which gives the same bits).
+ * ------------------------------------------------------------------------------------------- */
+float tk_f16_dot8_ref(const uint16_t *k, const float *q, int64_t D);
+void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path);
 
 #ifdef __cplusplus
 }

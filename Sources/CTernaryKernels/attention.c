@@ -1,0 +1,87 @@
+/*
+ * attention.c — attention score dot products with a path-independent summation order
+ * (contract in ternary_kernels.h, "Attention scores with one summation order on every path").
+ */
+#include "ternary_kernels.h"
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#define TK_NOCONTRACT
+#elif defined(__GNUC__)
+#define TK_NOCONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define TK_NOCONTRACT
+#endif
+
+TK_NOCONTRACT float tk_f16_dot8_ref(const uint16_t *k, const float *q, int64_t D) {
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < D; i++) {
+        float p = tk_f16_to_f32(k[i]) * q[i];
+        lane[i & 7] = lane[i & 7] + p;
+    }
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+static void attn_scores_ref(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out) {
+    for (int64_t j = 0; j < rows; j++) out[j] = tk_f16_dot8_ref(k + j * D, q, D);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,f16c"))) static float dot8_avx2(const uint16_t *k, const float *q, int64_t D) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8) {
+        __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(kv, _mm256_loadu_ps(q + i)));
+    }
+    float lane[8];
+    _mm256_storeu_ps(lane, acc);
+    for (; i < D; i++) lane[i & 7] = lane[i & 7] + tk_f16_to_f32(k[i]) * q[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+__attribute__((target("avx2,f16c"))) static void attn_scores_avx2(const uint16_t *k, int64_t D, int64_t rows,
+                                                                   const float *q, float *out) {
+    for (int64_t j = 0; j < rows; j++) out[j] = dot8_avx2(k + j * D, q, D);
+}
+#endif
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+static float dot8_neon(const uint16_t *k, const float *q, int64_t D) {
+    float32x4_t lo = vdupq_n_f32(0), hi = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(k + i));
+        float32x4_t k0 = vcvt_f32_f16(vget_low_f16(h));
+        float32x4_t k1 = vcvt_high_f32_f16(h);
+        lo = vaddq_f32(lo, vmulq_f32(k0, vld1q_f32(q + i)));
+        hi = vaddq_f32(hi, vmulq_f32(k1, vld1q_f32(q + i + 4)));
+    }
+    float lane[8];
+    vst1q_f32(lane, lo);
+    vst1q_f32(lane + 4, hi);
+    for (; i < D; i++) lane[i & 7] = lane[i & 7] + tk_f16_to_f32(k[i]) * q[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+#endif
+
+void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path) {
+#if defined(__x86_64__)
+    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
+        attn_scores_avx2(k, D, rows, q, out);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
+        for (int64_t j = 0; j < rows; j++) out[j] = dot8_neon(k + j * D, q, D);
+        return;
+    }
+#endif
+    (void)path;
+    attn_scores_ref(k, D, rows, q, out);
+}

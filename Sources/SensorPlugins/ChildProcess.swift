@@ -1,0 +1,247 @@
+import Glibc
+import Synchronization
+
+/// A child process in its own process group, with its stdout and stderr on pipes — a thin wrapper
+/// over `posix_spawn(3)`, `waitid(2)` and `kill(2)` for the `exec` plugin.
+///
+/// Spawn details and why:
+/// - an empty signal mask and default dispositions for the usual signals
+///   (`POSIX_SPAWN_SETSIGMASK` + `POSIX_SPAWN_SETSIGDEF`): the daemon blocks SIGTERM/SIGINT in its
+///   threads and may ignore SIGPIPE, and a child inherits both, so without this it could not be
+///   stopped with SIGTERM and would not die on a closed pipe (platform notes, "libmosquitto");
+/// - its own process group (`POSIX_SPAWN_SETPGROUP`, pgid = pid): signals go to the group, so a
+///   script's own children (`sh` running `python3`, a `sleep`) are stopped with it and cannot keep
+///   the pipes open;
+/// - stdin is `/dev/null`; every other descriptor of the daemon is closed in the child
+///   (`posix_spawn_file_actions_addclosefrom_np`, glibc ≥ 2.34, looked up at run time because the
+///   Swift Glibc module does not export GNU extensions; pipes are `O_CLOEXEC` in any case).
+///
+/// A dedicated thread per child waits for it (libdispatch on Linux has no process sources). When the
+/// child exits, the rest of its process group is killed before it is reaped (`waitid(WNOWAIT)`
+/// first, so its pid cannot be reused while we still signal the group), then `onExit` runs on that
+/// thread.
+public final class ChildProcess: Sendable {
+    public enum Status: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+
+        public var description: String {
+            switch self {
+            case .exited(let code): return "exited with status \(code)"
+            case .signaled(let sig): return "was killed by signal \(sig) (\(signalName(sig)))"
+            }
+        }
+    }
+
+    public let pid: pid_t
+    /// Read ends of the child's stdout and stderr, non-blocking and close-on-exec. The caller owns
+    /// them and closes them.
+    public let stdoutFD: Int32
+    public let stderrFD: Int32
+    /// True once the child has been reaped; guards `signal` against pid reuse.
+    private let reaped = Mutex(false)
+
+    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32) {
+        self.pid = pid
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+
+    /// Starts `argv` (`argv[0]` is searched in `PATH` when it has no `/`). `environment` replaces
+    /// the child's environment when given (`NAME=value` strings). Throws `spawn_failed` with the
+    /// errno text (`No such file or directory`, `Permission denied`, …).
+    public static func spawn(_ argv: [String], environment: [String]?, workingDirectory: String?,
+                             onExit: @escaping @Sendable (Status) -> Void) throws(PluginError) -> ChildProcess {
+        precondition(!argv.isEmpty)
+        func fail(_ what: String, _ code: Int32) -> PluginError {
+            PluginError("spawn_failed", "\(argv[0]): \(what): \(errnoDescription(code))")
+        }
+        let out = try makePipe()
+        let err: (read: Int32, write: Int32)
+        do {
+            err = try makePipe()
+        } catch {
+            close(out.read); close(out.write)
+            throw error
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out.write, 1)
+        posix_spawn_file_actions_adddup2(&actions, err.write, 2)
+        if let closeFrom = GNU.addCloseFrom {
+            _ = closeFrom(&actions, 3)
+        }
+        if let dir = workingDirectory {
+            guard let chdir = GNU.addChdir else {
+                close(out.read); close(out.write); close(err.read); close(err.write)
+                throw PluginError("spawn_failed", "\(argv[0]): working_dir needs glibc 2.29 or newer")
+            }
+            _ = dir.withCString { chdir(&actions, $0) }
+        }
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2] {
+            sigaddset(&defaults, sig)
+        }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = (environment ?? currentEnvironment()).map { strdup($0) } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid = pid_t()
+        let rc: Int32 = cArgv.withUnsafeBufferPointer { a in
+            cEnv.withUnsafeBufferPointer { e in
+                if argv[0].contains("/") {
+                    return posix_spawn(&pid, argv[0], &actions, &attr, a.baseAddress, e.baseAddress)
+                }
+                return posix_spawnp(&pid, argv[0], &actions, &attr, a.baseAddress, e.baseAddress)
+            }
+        }
+        close(out.write)
+        close(err.write)
+        guard rc == 0 else {
+            close(out.read); close(err.read)
+            throw fail("cannot start", rc)
+        }
+        for fd in [out.read, err.read] {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read)
+        let threadError = startThread { child.waitForExit(onExit) }
+        if threadError != 0 {
+            child.signal(SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            close(out.read); close(err.read)
+            throw fail("cannot start a wait thread", threadError)
+        }
+        return child
+    }
+
+    /// Sends `sig` to the child's process group; does nothing once the child is reaped.
+    public func signal(_ sig: Int32) {
+        reaped.withLock { done in
+            if !done { kill(-pid, sig) }
+        }
+    }
+
+    private func waitForExit(_ onExit: @Sendable (Status) -> Void) {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
+            if errno != EINTR { break }
+        }
+        let status: Status = reaped.withLock { done in
+            kill(-pid, SIGKILL)
+            var raw: Int32 = 0
+            while waitpid(pid, &raw, 0) < 0 {
+                if errno != EINTR { break }
+            }
+            done = true
+            // WIFEXITED / WEXITSTATUS / WTERMSIG are macros; these are their glibc definitions.
+            if raw & 0x7F == 0 { return .exited((raw >> 8) & 0xFF) }
+            return .signaled(raw & 0x7F)
+        }
+        onExit(status)
+    }
+}
+
+/// `SIGTERM`, `SIGKILL`, … for messages.
+public func signalName(_ sig: Int32) -> String {
+    switch sig {
+    case SIGHUP: return "SIGHUP"
+    case SIGINT: return "SIGINT"
+    case SIGQUIT: return "SIGQUIT"
+    case SIGILL: return "SIGILL"
+    case SIGABRT: return "SIGABRT"
+    case SIGBUS: return "SIGBUS"
+    case SIGFPE: return "SIGFPE"
+    case SIGKILL: return "SIGKILL"
+    case SIGSEGV: return "SIGSEGV"
+    case SIGPIPE: return "SIGPIPE"
+    case SIGALRM: return "SIGALRM"
+    case SIGTERM: return "SIGTERM"
+    default: return "signal \(sig)"
+    }
+}
+
+/// The daemon's own environment as `NAME=value` strings.
+public func currentEnvironment() -> [String] {
+    guard let env = GNU.environ?.pointee else { return [] }
+    var out: [String] = []
+    var p = env
+    while let entry = p.pointee {
+        out.append(String(cString: entry))
+        p += 1
+    }
+    return out
+}
+
+private func makePipe() throws(PluginError) -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [-1, -1]
+    let rc: Int32
+    if let pipe2 = GNU.pipe2 {
+        rc = fds.withUnsafeMutableBufferPointer { pipe2($0.baseAddress!, O_CLOEXEC) }
+    } else {
+        rc = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress!) }
+        if rc == 0 { for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
+    }
+    if rc != 0 { throw PluginError("spawn_failed", "cannot create a pipe: \(errnoDescription(errno))") }
+    return (fds[0], fds[1])
+}
+
+/// Starts a detached OS thread with a small stack (a blocking wait must not take a Dispatch
+/// worker). Returns 0 or the `pthread_create` error code.
+func startThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    defer { pthread_attr_destroy(&attr) }
+    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+    pthread_attr_setstacksize(&attr, 256 * 1024)
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attr, { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box)
+    if rc != 0 { Unmanaged<Box>.fromOpaque(box).release() }
+    return rc
+}
+
+/// GNU extensions of glibc that the Swift Glibc module does not export (it is built without
+/// `_GNU_SOURCE`), looked up once with `dlsym`. Each is nil on a C library without it.
+private enum GNU {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+    typealias Environ = UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
+
+    nonisolated(unsafe) static let addCloseFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
+    nonisolated(unsafe) static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+    nonisolated(unsafe) static let pipe2: Pipe2? = symbol("pipe2")
+    nonisolated(unsafe) static let environ: Environ? = dlsym(dlopen(nil, RTLD_NOW), "environ")?.assumingMemoryBound(
+        to: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?.self)
+
+    static func symbol<T>(_ name: String) -> T? {
+        guard let p = dlsym(dlopen(nil, RTLD_NOW), name) else { return nil }
+        return unsafeBitCast(p, to: T.self)
+    }
+}

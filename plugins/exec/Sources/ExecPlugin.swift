@@ -1,0 +1,305 @@
+import Dispatch
+import Glibc
+import SensorPlugins
+
+/// `exec`: an external program that prints readings on stdout, supervised like Telegraf's `execd`.
+///
+/// The program (`command`, an argv list — no shell) runs with the configured environment and
+/// working directory, stdin on `/dev/null`, in its own process group. Each stdout line is one
+/// reading (`ReadingLine`: by default JSON, an envelope `{"topic": …, "fields": {…}, "ts": …}` or a
+/// flat object of fields). Malformed lines are reported (`bad_line`) and skipped; stderr lines are
+/// logged with the plugin name; blank lines are ignored.
+///
+/// Supervision, step by step, when the program exits or crashes:
+/// 1. its remaining output is read and delivered, and what is left of its process group is killed;
+/// 2. the exit is reported (`exited`: status or signal, how long it ran, when it restarts);
+/// 3. it is started again after a delay that doubles with each consecutive exit, from
+///    `restart_min_s` up to `restart_max_s`; a run that lasted at least `restart_max_s` counts as
+///    healthy and resets the delay; a program that cannot be started at all (`spawn_failed`) is
+///    retried on the same schedule.
+/// On `stop()` the group gets SIGTERM, and SIGKILL after `stop_grace_s` if it is still there.
+///
+/// Threading: all state lives on one private serial queue; reading the pipes uses Dispatch read
+/// sources on it (no thread blocks on a silent child); one small thread per running child waits
+/// for its exit (`ChildProcess`).
+public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
+    // @unchecked: every `var` below is touched only on `queue`.
+    public static let id = "exec"
+
+    public struct Options: Sendable, Equatable {
+        public var command: [String]
+        /// The child's complete environment (`NAME=value`).
+        public var environment: [String]
+        public var workingDirectory: String?
+        public var format: ReadingLine.Format = .json
+        public var topicSuffix: String = ""
+        public var restartMin: Double = 1
+        public var restartMax: Double = 60
+        public var stopGrace: Double = 5
+        public var maxLineBytes: Int = 65_536
+
+        public init(command: [String], environment: [String] = currentEnvironment(), workingDirectory: String? = nil) {
+            self.command = command
+            self.environment = environment
+            self.workingDirectory = workingDirectory
+        }
+    }
+
+    public let settings: PluginSettings
+    public let options: Options
+
+    private let queue: DispatchQueue
+    private var sink: PluginSink?
+    private var stopping = false
+    private var child: ChildProcess?
+    private var childStarted = 0.0
+    private var stdoutSource: DispatchSourceRead?
+    private var stderrSource: DispatchSourceRead?
+    private var stdoutLines: LineSplitter
+    private var stderrLines: LineSplitter
+    private var lineNumber = 0
+    private var consecutiveExits = 0
+    private var restartGeneration = 0
+    private var stopped: DispatchSemaphore?
+
+    public init(settings: PluginSettings, options: Options) {
+        precondition(!options.command.isEmpty)
+        self.settings = settings
+        self.options = options
+        queue = DispatchQueue(label: "bitnetd.exec.\(settings.name)")
+        stdoutLines = LineSplitter(maxLineBytes: options.maxLineBytes)
+        stderrLines = LineSplitter(maxLineBytes: 4096)
+    }
+
+    public static let factory = PluginFactory(
+        id: id, summary: "an external program printing one JSON reading per line (Telegraf execd style)",
+        defaultInterval: nil
+    ) { settings, o in
+        let command = o.stringList("command")
+        if command == nil { o.error(at: o.mark, path: o.keyPath("command"), "required key is missing") }
+        if let command, command.isEmpty { o.error("command", "expected a non-empty list: the program and its arguments") }
+        if let program = command?.first, executablePath(program) == nil {
+            o.error(at: o.node("command").flatMap { n in
+                if case .sequence(let items) = n.content { return items.first?.mark }
+                return n.mark
+            } ?? o.mark, path: "\(o.keyPath("command"))[0]",
+                    program.contains("/") ? "'\(program)' is not an executable file"
+                        : "'\(program)' was not found in PATH (give an absolute path)")
+        }
+        let inherit = o.bool("inherit_environment", default: true)
+        let extra = o.stringMap("environment") ?? []
+        for (name, _) in extra where name.isEmpty || name.contains("=") {
+            o.error("environment", "'\(name)' is not a valid environment variable name")
+        }
+        let dir = o.string("working_dir")
+        if let dir {
+            var st = stat()
+            if !dir.hasPrefix("/") {
+                o.error("working_dir", "expected an absolute path, got '\(dir)'")
+            } else if stat(dir, &st) != 0 || st.st_mode & 0o170000 != 0o040000 {
+                o.error("working_dir", "'\(dir)' is not a directory")
+            }
+        }
+        let format = o.choice("format", ReadingLine.Format.allCases.map(\.rawValue), default: "json")
+        let suffix = o.string("topic_suffix", default: "")
+        if let problem = ReadingLine.topicSuffixProblem(suffix) { o.error("topic_suffix", problem) }
+        let restartMin = o.double("restart_min_s", default: 1, range: 0.01...3600)
+        let restartMax = o.double("restart_max_s", default: 60, range: 0.01...86_400)
+        if restartMax < restartMin {
+            o.error("restart_max_s", "must be at least restart_min_s (\(JSON.format(restartMin)))")
+        }
+        let grace = o.double("stop_grace_s", default: 5, range: 0...300)
+        let maxLine = o.int("max_line_bytes", default: 65_536, range: 256...(16 << 20))
+        guard let command, !command.isEmpty else { return nil }
+
+        var environment = inherit ? currentEnvironment() : []
+        for (name, value) in extra {
+            environment.removeAll { $0.hasPrefix(name + "=") }
+            environment.append("\(name)=\(value)")
+        }
+        var options = Options(command: command, environment: environment, workingDirectory: dir)
+        options.format = ReadingLine.Format(rawValue: format) ?? .json
+        options.topicSuffix = suffix
+        options.restartMin = restartMin
+        options.restartMax = max(restartMax, restartMin)
+        options.stopGrace = grace
+        options.maxLineBytes = maxLine
+        return ExecPlugin(settings: settings, options: options)
+    }
+
+    /// The delay before the n-th consecutive restart (n ≥ 1).
+    public func restartDelay(after exits: Int) -> Double {
+        min(options.restartMax, options.restartMin * pow(2, Double(min(max(exits, 1), 60) - 1)))
+    }
+
+    public func start(_ sink: PluginSink) {
+        queue.async { [self] in
+            guard !stopping, self.sink == nil else { return }
+            self.sink = sink
+            spawn()
+        }
+    }
+
+    public func stop() {
+        let done = DispatchSemaphore(value: 0)
+        queue.async { [self] in
+            stopping = true
+            restartGeneration += 1
+            guard let child else {
+                done.signal()
+                return
+            }
+            stopped = done
+            sink?.log(.info, "stopping pid \(child.pid) (SIGTERM, SIGKILL after \(JSON.format(options.stopGrace)) s)")
+            child.signal(SIGTERM)
+            queue.asyncAfter(deadline: .now() + options.stopGrace) { [self] in
+                guard let c = self.child, c.pid == child.pid else { return }
+                sink?.log(.warning, "pid \(c.pid) did not stop within \(JSON.format(options.stopGrace)) s; sending SIGKILL")
+                c.signal(SIGKILL)
+            }
+        }
+        _ = done.wait(timeout: .now() + options.stopGrace + 2)
+    }
+
+    // MARK: - On `queue`
+
+    private func spawn() {
+        guard !stopping, let sink else { return }
+        let started: ChildProcess
+        do throws(PluginError) {
+            started = try ChildProcess.spawn(options.command, environment: options.environment,
+                                             workingDirectory: options.workingDirectory) { [self] status in
+                queue.async { [self] in exited(status) }
+            }
+        } catch {
+            consecutiveExits += 1
+            let delay = restartDelay(after: consecutiveExits)
+            sink.error(PluginError(error.code, "\(error.message); retrying in \(JSON.format(delay)) s"))
+            scheduleRestart(after: delay)
+            return
+        }
+        child = started
+        childStarted = monotonicClock()
+        lineNumber = 0
+        stdoutLines.reset()
+        stderrLines.reset()
+        sink.log(.info, "started pid \(started.pid): \(options.command.joined(separator: " "))")
+        stdoutSource = readSource(started.stdoutFD) { [self] bytes in handleStdout(bytes) }
+        stderrSource = readSource(started.stderrFD) { [self] bytes in handleStderr(bytes) }
+    }
+
+    private func readSource(_ fd: Int32, _ handle: @escaping ([UInt8]) -> Void) -> DispatchSourceRead {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        source.setEventHandler { [self] in
+            if !readAvailable(fd, handle) { source.cancel() }
+        }
+        source.setCancelHandler { close(fd) }
+        source.resume()
+        return source
+    }
+
+    /// Reads what the pipe holds; false at end of file or on an error.
+    private func readAvailable(_ fd: Int32, _ handle: ([UInt8]) -> Void) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 16_384)
+        var total = 0
+        while total < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                handle(Array(buffer[0..<n]))
+                total += n
+                continue
+            }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN { return true }
+            return false
+        }
+        return true
+    }
+
+    private func handleStdout(_ bytes: [UInt8]) {
+        for piece in stdoutLines.push(bytes) { deliver(piece) }
+    }
+
+    private func deliver(_ piece: LineSplitter.Piece) {
+        guard let sink else { return }
+        lineNumber += 1
+        switch piece {
+        case .line(let line):
+            do throws(ReadingLine.Problem) {
+                if let r = try ReadingLine.parse(line, format: options.format, defaultSuffix: options.topicSuffix,
+                                                 time: wallClock()) {
+                    sink.reading(r)
+                }
+            } catch {
+                sink.error(PluginError("bad_line", "stdout line \(lineNumber): \(error.message): '\(excerpt(line))'"))
+            }
+        case .tooLong(let prefix):
+            sink.error(PluginError("bad_line", "stdout line \(lineNumber) is longer than \(options.maxLineBytes) bytes and was skipped: '\(excerpt(prefix, limit: 60))'"))
+        }
+    }
+
+    private func handleStderr(_ bytes: [UInt8]) {
+        for piece in stderrLines.push(bytes) { logStderr(piece) }
+    }
+
+    private func logStderr(_ piece: LineSplitter.Piece) {
+        switch piece {
+        case .line(let line): if !line.isEmpty { sink?.log(.warning, "stderr: \(excerpt(line, limit: 1000))") }
+        case .tooLong(let prefix): sink?.log(.warning, "stderr: \(excerpt(prefix, limit: 200)) [long line cut]")
+        }
+    }
+
+    private func exited(_ status: ChildProcess.Status) {
+        guard let ended = child else { return }
+        // The group is dead, so the pipes hold all that will ever come: read it before reporting.
+        if let s = stdoutSource, !s.isCancelled {
+            _ = readAvailable(ended.stdoutFD) { handleStdout($0) }
+            s.cancel()
+        }
+        if let s = stderrSource, !s.isCancelled {
+            _ = readAvailable(ended.stderrFD) { handleStderr($0) }
+            s.cancel()
+        }
+        for piece in stdoutLines.finish() { deliver(piece) }
+        for piece in stderrLines.finish() { logStderr(piece) }
+        stdoutSource = nil
+        stderrSource = nil
+        child = nil
+        let ran = monotonicClock() - childStarted
+        if stopping {
+            sink?.log(.info, "pid \(ended.pid) \(status) on stop")
+            stopped?.signal()
+            stopped = nil
+            return
+        }
+        if ran >= options.restartMax { consecutiveExits = 0 }
+        consecutiveExits += 1
+        let delay = restartDelay(after: consecutiveExits)
+        sink?.error(PluginError("exited", "pid \(ended.pid) \(status) after \(JSON.format((ran * 10).rounded() / 10)) s; restarting in \(JSON.format(delay)) s"))
+        scheduleRestart(after: delay)
+    }
+
+    private func scheduleRestart(after delay: Double) {
+        restartGeneration += 1
+        let generation = restartGeneration
+        queue.asyncAfter(deadline: .now() + delay) { [self] in
+            guard !stopping, generation == restartGeneration else { return }
+            spawn()
+        }
+    }
+}
+
+/// The path `posix_spawnp` would run for `program` (a `/` in it: the file itself), if executable.
+public func executablePath(_ program: String) -> String? {
+    func isExecutableFile(_ p: String) -> Bool {
+        var st = stat()
+        return stat(p, &st) == 0 && st.st_mode & 0o170000 == 0o100000 && access(p, X_OK) == 0
+    }
+    if program.contains("/") { return isExecutableFile(program) ? program : nil }
+    let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
+        let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + program
+        if isExecutableFile(candidate) { return candidate }
+    }
+    return nil
+}
