@@ -11,6 +11,10 @@
 
 #include "kernels-internal.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #if defined(__aarch64__) || (defined(__arm__) && defined(__ARM_NEON))
 #include <sys/auxv.h>
 #if defined(__aarch64__) && !defined(HWCAP_ASIMDDP)
@@ -53,7 +57,10 @@ static void detect_features(void) {
     /* __builtin_cpu_supports also checks XCR0, i.e. that the OS saves the ymm/zmm state. */
     const int avx2 = __builtin_cpu_supports("avx2");
     const int fma = __builtin_cpu_supports("fma");
-    const int f16c = __builtin_cpu_supports("f16c");
+    /* F16C from CPUID leaf 1, ECX bit 29: clang 17 (Swift 6.0.3, Debian trixie) does not know
+     * "f16c" as a __builtin_cpu_supports name. AVX2 implies the OS saves ymm state already. */
+    unsigned int eax1 = 0, ebx1 = 0, ecx1 = 0, edx1 = 0;
+    const int f16c = __get_cpuid(1, &eax1, &ebx1, &ecx1, &edx1) ? (int)((ecx1 >> 29) & 1u) : 0;
     const int avx512f = __builtin_cpu_supports("avx512f");
     const int avx512bw = __builtin_cpu_supports("avx512bw");
     const int avx512vl = __builtin_cpu_supports("avx512vl");

@@ -85,8 +85,15 @@ extension BitnetdConfig {
             }
         }
 
+        var marks: [String: Mark] = ["model.path": model.pathMark]
+        if let mn = top.node("mqtt") {
+            if let n = mn["password_file"] { marks["mqtt.password_file"] = n.mark }
+            if let tn = mn["tls"] {
+                for k in ["ca_file", "cert_file", "key_file"] { if let n = tn[k] { marks["mqtt.tls." + k] = n.mark } }
+            }
+        }
         return BitnetdConfig(model: model, mqtt: mqtt, queue: queue, limits: limits, stats: stats, log: log,
-                             routes: routes, plugins: plugins, files: files)
+                             routes: routes, plugins: plugins, files: files, fileMarks: marks)
     }
 
     static func decodeMQTT(_ m: MapReader, context: ConfigContext) -> MQTTConfig {

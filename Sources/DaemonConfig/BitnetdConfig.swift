@@ -11,6 +11,22 @@ public struct BitnetdConfig: Sendable, Equatable {
     public var plugins: [PluginConfig]
     /// Files read, in merge order (main file first, then conf.d).
     public var files: [String]
+    /// Where file-path values were written (`model.path`, `mqtt.password_file`,
+    /// `mqtt.tls.ca_file`, …), so `check-config` can point at them.
+    public var fileMarks: [String: Mark]
+
+    /// The file paths the configuration refers to, with their key path and mark, in file order.
+    public var referencedFiles: [(key: String, path: String, mark: Mark)] {
+        var out: [(String, String, Mark)] = []
+        func add(_ key: String, _ path: String?) {
+            if let path, let mark = fileMarks[key] { out.append((key, path, mark)) }
+        }
+        add("mqtt.password_file", mqtt.passwordFile)
+        add("mqtt.tls.ca_file", mqtt.tls.caFile)
+        add("mqtt.tls.cert_file", mqtt.tls.certFile)
+        add("mqtt.tls.key_file", mqtt.tls.keyFile)
+        return out.sorted { $0.2 < $1.2 }
+    }
 }
 
 public struct ModelConfig: Sendable, Equatable {

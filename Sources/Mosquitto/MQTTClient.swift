@@ -42,6 +42,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     private let completed = Atomic<Int>(0)
     /// The broker answered the last CONNECT with a refusal (already logged with its reason).
     private let refused = Atomic<Bool>(false)
+    private let threadDone = Atomic<Bool>(false)
     private let log: LogHandler
     // Set once in init, destroyed in deinit; libmosquitto serialises access internally in threaded mode.
     private var mosq: OpaquePointer?
@@ -299,6 +300,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         let rc = pthread_create(&tid, nil, { arg in
             let client = Unmanaged<MQTTClient>.fromOpaque(arg!).takeRetainedValue()
             client.runNetworkLoop()
+            client.threadDone.store(true, ordering: .releasing)
             return nil
         }, box)
         guard rc == 0 else {
@@ -315,7 +317,16 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
             _ = mosquitto_disconnect_v5(mosq, 0, nil)
         }
         if let t = thread {
-            pthread_join(t, nil)
+            // The thread may sit in a blocking connect() to an unreachable broker (up to the TCP
+            // timeout); give it a few seconds, then leave it to process exit.
+            let deadline = monotonicNanoseconds() + 5_000_000_000
+            while !threadDone.load(ordering: .acquiring), monotonicNanoseconds() < deadline { usleep(5_000) }
+            if threadDone.load(ordering: .acquiring) {
+                pthread_join(t, nil)
+            } else {
+                log(.warning, "the MQTT thread did not stop within 5 s")
+                pthread_detach(t)
+            }
             thread = nil
         }
         connected.store(false, ordering: .releasing)

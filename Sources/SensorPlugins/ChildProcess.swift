@@ -107,9 +107,9 @@ public final class ChildProcess: Sendable {
         let rc: Int32 = cArgv.withUnsafeBufferPointer { a in
             cEnv.withUnsafeBufferPointer { e in
                 if argv[0].contains("/") {
-                    return posix_spawn(&pid, argv[0], &actions, &attr, a.baseAddress, e.baseAddress)
+                    return posix_spawn(&pid, argv[0], &actions, &attr, a.baseAddress!, e.baseAddress!)
                 }
-                return posix_spawnp(&pid, argv[0], &actions, &attr, a.baseAddress, e.baseAddress)
+                return posix_spawnp(&pid, argv[0], &actions, &attr, a.baseAddress!, e.baseAddress!)
             }
         }
         close(out.write)
@@ -228,20 +228,33 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
 
 /// GNU extensions of glibc that the Swift Glibc module does not export (it is built without
 /// `_GNU_SOURCE`), looked up once with `dlsym`. Each is nil on a C library without it.
-private enum GNU {
+private struct GNU: @unchecked Sendable {
+    // @unchecked: immutable function and data pointers resolved once.
     typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
     typealias Environ = UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
 
-    nonisolated(unsafe) static let addCloseFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
-    nonisolated(unsafe) static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
-    nonisolated(unsafe) static let pipe2: Pipe2? = symbol("pipe2")
-    nonisolated(unsafe) static let environ: Environ? = dlsym(dlopen(nil, RTLD_NOW), "environ")?.assumingMemoryBound(
-        to: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?.self)
+    static let shared = GNU()
+    static var addCloseFrom: AddCloseFrom? { shared.addCloseFrom }
+    static var addChdir: AddChdir? { shared.addChdir }
+    static var pipe2: Pipe2? { shared.pipe2 }
+    static var environ: Environ? { shared.environ }
 
-    static func symbol<T>(_ name: String) -> T? {
-        guard let p = dlsym(dlopen(nil, RTLD_NOW), name) else { return nil }
-        return unsafeBitCast(p, to: T.self)
+    let addCloseFrom: AddCloseFrom?
+    let addChdir: AddChdir?
+    let pipe2: Pipe2?
+    let environ: Environ?
+
+    private init() {
+        let handle = dlopen(nil, RTLD_NOW)
+        func symbol<T>(_ name: String) -> T? {
+            guard let p = dlsym(handle, name) else { return nil }
+            return unsafeBitCast(p, to: T.self)
+        }
+        addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np")
+        addChdir = symbol("posix_spawn_file_actions_addchdir_np")
+        pipe2 = symbol("pipe2")
+        environ = dlsym(handle, "environ")?.assumingMemoryBound(to: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?.self)
     }
 }

@@ -10,7 +10,7 @@ import Synchronization
 /// a plugin does (a slow sysfs read, a silent child) can block another plugin or the daemon.
 ///
 /// Callbacks are called on the plugins' queues: never concurrently for one plugin, possibly
-/// concurrently for different plugins. They should return quickly (hand the reading to the router)
+/// concurrently for different plugins; `log` also during `stop()`. They should return quickly (hand the reading to the router)
 /// and must not call `stop()`. The same error of a plugin (same code and message) is reported at
 /// most once per `errorRepeatInterval`, so a missing sensor sampled every second does not flood
 /// the error topic; every distinct problem (each malformed line) is reported.
@@ -117,9 +117,7 @@ private final class Runner: @unchecked Sendable {
             let sink = PluginSink(
                 reading: { [self] r in deliver(r) },
                 error: { [self] e in report(e) },
-                log: { [self] level, message in
-                    if !gate.withLock({ $0.stopped }) || level >= .warning { log(level, "plugin \(name): \(message)") }
-                })
+                log: { [self] level, message in log(level, "plugin \(name): \(message)") })
             queue.async { pushing.start(sink) }
             log(.info, "plugin \(name) (\(settings.id)): started")
         }

@@ -135,18 +135,24 @@ public final class PluginOptions {
 
     /// A list of strings; a single scalar is accepted as a one-element list.
     public func stringList(_ key: String) -> [String]? {
+        stringItems(key)?.map(\.value)
+    }
+
+    /// A list of strings with the mark of each item, for errors about one item
+    /// (`error(at: item.mark, path: "\(keyPath(key))[\(i)]", …)`).
+    public func stringItems(_ key: String) -> [(value: String, mark: SourceMark)]? {
         guard let n = node(key) else { return nil }
         switch n.content {
         case .scalar(let s, _):
-            return [s]
+            return [(s, n.mark)]
         case .mapping:
             error(key, "expected a list of strings, got a mapping")
             return nil
         case .sequence(let items):
-            var out: [String] = []
+            var out: [(value: String, mark: SourceMark)] = []
             for (i, item) in items.enumerated() {
                 if case .scalar(let s, _) = item.content, !item.isNull {
-                    out.append(s)
+                    out.append((s, item.mark))
                 } else {
                     error(at: item.mark, path: "\(keyPath(key))[\(i)]", "expected a string, got \(item.kindDescription)")
                 }

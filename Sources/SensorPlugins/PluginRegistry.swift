@@ -103,6 +103,8 @@ public struct PluginRegistry: Sendable {
         var interval: Double?
         if let d = factory.defaultInterval {
             interval = options.double("interval_s", default: d, range: 0.1...86_400)
+        } else if options.node("interval_s") != nil {
+            options.error("interval_s", "'\(id)' plugins push their readings and take no interval_s (the program decides when to print)")
         }
         let publish = options.bool("publish", default: true)
         let settings = PluginSettings(id: id, name: name, topic: topic, interval: interval, publish: publish,

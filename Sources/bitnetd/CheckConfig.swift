@@ -30,16 +30,24 @@ struct CheckConfig: ParsableCommand {
             printErr("\(error)")
             throw ExitCode(2)
         }
+        var problems: [String] = []
         do {
             let file = try GGUFFile(path: loaded.model.path)
             if let arch = file.architecture, !GGUFFile.bitnetArchitectures.contains(arch), arch != "llama" {
-                printErr("\(loaded.model.pathMark): model.path: '\(loaded.model.path)' has architecture '\(arch)', not a BitNet model")
-                throw ExitCode(1)
+                problems.append("\(loaded.model.pathMark): model.path: '\(loaded.model.path)' has architecture '\(arch)', not a BitNet model")
             }
-        } catch let e as ExitCode {
-            throw e
         } catch {
-            printErr("\(loaded.model.pathMark): model.path: cannot use '\(loaded.model.path)': \(error)")
+            problems.append("\(loaded.model.pathMark): model.path: cannot use '\(loaded.model.path)': \(error)")
+        }
+        for (key, path, mark) in loaded.referencedFiles where access(path, R_OK) != 0 {
+            problems.append("\(mark): \(key): cannot read '\(path)': \(String(cString: strerror(errno)))")
+        }
+        if let name = loaded.mqtt.passwordEnv, getenv(name) == nil {
+            problems.append("\(loaded.files[0]): mqtt.password_env: environment variable \(name) is not set (the daemon will need it)")
+        }
+        if !problems.isEmpty {
+            printErr(problems.joined(separator: "\n"))
+            printErr("\(config): \(problems.count) error\(problems.count == 1 ? "" : "s")")
             throw ExitCode(1)
         }
         print("\(loaded.files.joined(separator: ", ")): OK (\(loaded.routes.count) routes, \(loaded.plugins.count) plugins)")

@@ -34,6 +34,14 @@ import Testing
         let (garbage, _) = checkConfig(good.replacingOccurrences(of: Fixture.model, with: notGGUF))
         #expect(garbage == 1)
 
+        let (files, filesText) = checkConfig(good.replacingOccurrences(of: Fixture.model, with: "/nonexistent/m.gguf")
+            .replacingOccurrences(of: "  port: 1883", with: "  port: 1883\n  password_file: /nonexistent/pw\n  tls: {ca_file: /nonexistent/ca.pem}"))
+        #expect(files == 1)
+        #expect(filesText.contains("bitnetd.yaml:2:9: model.path: cannot use"), "\(filesText)")
+        #expect(filesText.contains("bitnetd.yaml:8:18: mqtt.password_file: cannot read '/nonexistent/pw': No such file or directory"), "\(filesText)")
+        #expect(filesText.contains("bitnetd.yaml:9:18: mqtt.tls.ca_file: cannot read '/nonexistent/ca.pem'"), "\(filesText)")
+        #expect(filesText.contains("3 errors"), "\(filesText)")
+
         let (unreadable, _) = checkConfig(nil, path: "/nonexistent/bitnetd.yaml")
         #expect(unreadable == 2)
     }

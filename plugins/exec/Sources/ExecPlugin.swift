@@ -75,16 +75,14 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         id: id, summary: "an external program printing one JSON reading per line (Telegraf execd style)",
         defaultInterval: nil
     ) { settings, o in
-        let command = o.stringList("command")
-        if command == nil { o.error(at: o.mark, path: o.keyPath("command"), "required key is missing") }
-        if let command, command.isEmpty { o.error("command", "expected a non-empty list: the program and its arguments") }
-        if let program = command?.first, executablePath(program) == nil {
-            o.error(at: o.node("command").flatMap { n in
-                if case .sequence(let items) = n.content { return items.first?.mark }
-                return n.mark
-            } ?? o.mark, path: "\(o.keyPath("command"))[0]",
-                    program.contains("/") ? "'\(program)' is not an executable file"
-                        : "'\(program)' was not found in PATH (give an absolute path)")
+        let items = o.stringItems("command")
+        let command = items?.map(\.value)
+        if items == nil { o.error(at: o.mark, path: o.keyPath("command"), "required key is missing") }
+        if let items, items.isEmpty { o.error("command", "expected a non-empty list: the program and its arguments") }
+        if let program = items?.first, executablePath(program.value) == nil {
+            o.error(at: program.mark, path: "\(o.keyPath("command"))[0]",
+                    program.value.contains("/") ? "'\(program.value)' is not an executable file"
+                        : "'\(program.value)' was not found in PATH (give an absolute path)")
         }
         let inherit = o.bool("inherit_environment", default: true)
         let extra = o.stringMap("environment") ?? []

@@ -23,12 +23,12 @@ public final class LinuxThermalPlugin: SampledSensorPlugin {
         id: id, summary: "SoC and board temperatures from /sys/class/thermal", defaultInterval: 10
     ) { settings, options in
         let root = options.string("root", default: "/")
-        let zones = options.stringList("zones")
-        for (i, z) in (zones ?? []).enumerated() where !z.hasPrefix("thermal_zone") || z.contains("/") {
-            options.error(at: options.markOf("zones"), path: "\(options.keyPath("zones"))[\(i)]",
-                          "expected a zone directory name like thermal_zone0, got '\(z)'")
+        let zones = options.stringItems("zones")
+        for (i, z) in (zones ?? []).enumerated() where !z.value.hasPrefix("thermal_zone") || z.value.contains("/") {
+            options.error(at: z.mark, path: "\(options.keyPath("zones"))[\(i)]",
+                          "expected a zone directory name like thermal_zone0, got '\(z.value)'")
         }
-        return LinuxThermalPlugin(settings: settings, root: FileSystemRoot(root), zones: zones)
+        return LinuxThermalPlugin(settings: settings, root: FileSystemRoot(root), zones: zones?.map(\.value))
     }
 
     public func sample(at time: Double) -> PluginSample {
