@@ -63,6 +63,11 @@ public final class Engine: @unchecked Sendable {
         self.tokenizer = tokenizer
         self.context = InferenceContext(model: model, kernels: kernels, pool: ThreadPool(threads: options.threads),
                                         contextLength: ctx)
+        switch options.lmHead {
+        case "file", "": break
+        case "q8_0": context.useQ8LMHead(true)
+        default: throw RequestError("unknown LM head '\(options.lmHead)' (file, q8_0)")
+        }
         self.loadMs = monotonicMs() - t0
     }
 

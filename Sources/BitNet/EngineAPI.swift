@@ -14,11 +14,17 @@ public struct EngineOptions: Sendable {
     /// Pre-tokenizer override: nil = from the file (spec §5.2), "llama3", or "default" (bitnet.cpp parity).
     public var preTokenizer: String?
 
-    public init(threads: Int = 0, contextLength: Int = 0, kernel: String? = nil, preTokenizer: String? = nil) {
+    /// LM head: "file" (the file's own weights, exact) or "q8_0" (a Q8_0 copy built at load
+    /// time: about half the bytes per generated token, logits change slightly).
+    public var lmHead: String
+
+    public init(threads: Int = 0, contextLength: Int = 0, kernel: String? = nil, preTokenizer: String? = nil,
+                lmHead: String = "file") {
         self.threads = threads
         self.contextLength = contextLength
         self.kernel = kernel
         self.preTokenizer = preTokenizer
+        self.lmHead = lmHead
     }
 }
 

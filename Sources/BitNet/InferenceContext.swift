@@ -65,6 +65,9 @@ public final class InferenceContext: @unchecked Sendable {
     public let maxBatch: Int
     /// Number of positions currently in the KV cache.
     public private(set) var position = 0
+    /// The LM head in use: the file's own, or a lower-precision copy (`useQ8LMHead`).
+    public private(set) var lmHeadWeights: WeightMatrix
+    private var lmHeadCopy: UnsafeMutableRawPointer?
 
     private let hp: HyperParameters
     private var kCache: [UnsafeMutablePointer<UInt16>]
@@ -96,6 +99,7 @@ public final class InferenceContext: @unchecked Sendable {
         self.hp = model.hp
         self.contextLength = contextLength
         self.maxBatch = maxBatch
+        self.lmHeadWeights = model.output
         let hp = model.hp
         var allocs: [UnsafeMutableRawPointer] = []
         func alloc<T>(_ n: Int, _: T.Type) -> UnsafeMutablePointer<T> {
@@ -134,7 +138,38 @@ public final class InferenceContext: @unchecked Sendable {
 
     deinit {
         for a in allocations { a.deallocate() }
+        lmHeadCopy?.deallocate()
     }
+
+    /// Builds a Q8_0 copy of the LM head in memory and uses it for logits (about half the bytes
+    /// of an F16 head read per generated token, at a small cost in exactness — `bench
+    /// --lm-head-eval` measures it). `false` returns to the file's own head. Returns the copy's
+    /// size in bytes.
+    @discardableResult
+    public func useQ8LMHead(_ on: Bool) -> Int {
+        lmHeadCopy?.deallocate()
+        lmHeadCopy = nil
+        lmHeadWeights = model.output
+        guard on, model.output.type != .q8_0 else { return 0 }
+        let src = model.output
+        let K = src.columns, rows = src.rows
+        let rowBytes = GGMLType.q8_0.rowBytes(K)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
+        pool.parallelFor(rows, granularity: 256) { r0, r1 in
+            var row = [Float](repeating: 0, count: K)
+            row.withUnsafeMutableBufferPointer { rp in
+                for r in r0..<r1 {
+                    dequantizeRow(src, row: r, into: rp.baseAddress!)
+                    tk_quantize_row_q8_0(rp.baseAddress!, buf + r * rowBytes, Int64(K))
+                }
+            }
+        }
+        lmHeadCopy = buf
+        lmHeadWeights = WeightMatrix(name: src.name + " (Q8_0 copy)", type: .q8_0, rows: rows, columns: K,
+                                     data: UnsafeRawPointer(buf), alpha: 1, scale: 1)
+        return rows * rowBytes
+    }
+
 
     /// Forgets every position (the cache memory is reused).
     public func reset() { position = 0 }
@@ -536,7 +571,7 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// LM head over the whole vocabulary for `nt` rows of f16-rounded inputs.
     private func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
-        let w = model.output
+        let w = lmHeadWeights
         let fn = floatGemm(w.type)
         let d = hp.embedding, V = hp.vocabSize
         pool.parallelFor(V, granularity: 64) { r0, r1 in
@@ -545,7 +580,7 @@ public final class InferenceContext: @unchecked Sendable {
     }
 
     private func lmRow(_ id: Int, x xin: UnsafePointer<Float>, out: inout Float) {
-        let w = model.output
+        let w = lmHeadWeights
         let fn = floatGemm(w.type)
         let d = hp.embedding
         withUnsafeMutablePointer(to: &out) { o in

@@ -85,3 +85,25 @@ void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, 
     (void)path;
     attn_scores_ref(k, D, rows, q, out);
 }
+
+/* Q8_0 quantization of one row (K a multiple of 32): per block d = max|x|/127 stored as f16,
+ * q = round(x/d) (half away from zero), like ggml's reference quantizer. Used to build the
+ * optional lower-precision copy of the LM head at load time. */
+void tk_quantize_row_q8_0(const float *x, void *out, int64_t K) {
+    tk_block_q8_0 *b = (tk_block_q8_0 *)out;
+    for (int64_t i = 0; i < K / TK_QK8_0; i++) {
+        const float *xb = x + i * TK_QK8_0;
+        float amax = 0;
+        for (int j = 0; j < TK_QK8_0; j++) {
+            const float a = xb[j] < 0 ? -xb[j] : xb[j];
+            if (a > amax) amax = a;
+        }
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = tk_f32_to_f16(d);
+        for (int j = 0; j < TK_QK8_0; j++) {
+            const float v = xb[j] * id;
+            b[i].qs[j] = (int8_t)(v < 0 ? -(int)(-v + 0.5f) : (int)(v + 0.5f));
+        }
+    }
+}

@@ -6,6 +6,9 @@
  * of the file is baseline ARMv8.0 / ARMv7+NEON, so a CPU without dotprod never meets an SDOT
  * instruction (scripts/test-kernels-cross checks the object code). dispatch.c hands the dotprod
  * kernels out only when getauxval(AT_HWCAP) reports HWCAP_ASIMDDP.
+ *
+ * 32-bit ARM: the file needs NEON at compile time (ARMv7-A with -mfpu=neon, Debian's armhf default
+ * for gcc). An ARMv6 build (e.g. Raspbian's armhf) defines no __ARM_NEON and gets the scalar path.
  */
 #if defined(__aarch64__) || defined(__ARM_NEON)
 

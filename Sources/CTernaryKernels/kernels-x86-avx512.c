@@ -55,8 +55,9 @@ static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
         for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
     } while (0)
 
-/* Tiles of 4 tokens × 4 rows; the remaining 1–3 tokens as 3×2, 2×4, 1×4 (1 × 4 rows = four weight
- * streams in flight for token generation). */
+/* Tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for token generation, one
+ * row at a time (a single sequential weight stream with a software prefetch, which streamed best
+ * in the AVX2 measurements, kernels-x86.c). */
 #define I2S_GEMM_BODY(TILE)                                                                        \
     const int64_t row_bytes = K / 4;                                                               \
     const int64_t nb = K / TK_I2S_BLOCK;                                                           \
@@ -64,42 +65,50 @@ static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     for (; t0 + 4 <= nt; t0 += 4) {                                                                \
         const int8_t *qt = q + t0 * ldq;                                                           \
         int32_t *ot = out + t0 * ldo;                                                              \
-        I2S_ROWS(TILE, 4, 4);                                                                      \
+        I2S_ROWS(TILE, 4, 2);                                                                      \
     }                                                                                              \
     const int8_t *qt = q + t0 * ldq;                                                               \
     int32_t *ot = out + t0 * ldo;                                                                  \
     switch (nt - t0) {                                                                             \
     case 3: I2S_ROWS(TILE, 3, 2); break;                                                           \
-    case 2: I2S_ROWS(TILE, 2, 4); break;                                                           \
-    case 1: I2S_ROWS(TILE, 1, 4); break;                                                           \
+    case 2: I2S_ROWS(TILE, 2, 2); break;                                                           \
+    case 1: I2S_ROWS(TILE, 1, 1); break;                                                           \
     default: break;                                                                                \
     }
 
+#define I2S_PREFETCH 2048
+
 /* VNNI: vpdpbusd multiplies the unsigned codes by the signed activations and adds groups of four
  * products straight into int32 lanes (non-saturating), so no int16 stage exists; each lane gains at
- * most 4·3·128 per instruction and the totals are bounded by 3·128·K. */
+ * most 4·3·128 per instruction and the totals are bounded by 3·128·K. The two halves of a block
+ * go to two accumulators, so a one-row tile has two independent vpdpbusd chains. */
 TK_VNNI_INLINE void i2s_tile_vnni(const uint8_t *w, int64_t row_bytes, int64_t nb, const int8_t *q,
                                   int64_t ldq, int32_t *out, int64_t ldo, const int TT, const int RR) {
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i sh01 = _mm512_loadu_si512((const void *)i2s_shift_01);
     const __m512i sh23 = _mm512_loadu_si512((const void *)i2s_shift_23);
-    __m512i acc[16];
-    TK_UNROLL for (int i = 0; i < TT * RR; i++) acc[i] = _mm512_setzero_si512();
+    __m512i acc0[8], acc1[8];
+    TK_UNROLL for (int i = 0; i < TT * RR; i++) {
+        acc0[i] = _mm512_setzero_si512();
+        acc1[i] = _mm512_setzero_si512();
+    }
     for (int64_t b = 0; b < nb; b++) {
         TK_UNROLL for (int r = 0; r < RR; r++) {
-            const __m512i wb =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32)));
-            const __m512i c01 = _mm512_and_si512(_mm512_srlv_epi16(wb, sh01), m3);
-            const __m512i c23 = _mm512_and_si512(_mm512_srlv_epi16(wb, sh23), m3);
+            const uint8_t *wb = w + r * row_bytes + b * 32;
+            const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wb));
+            _mm_prefetch((const char *)(wb + I2S_PREFETCH), _MM_HINT_T0);
+            const __m512i c01 = _mm512_and_si512(_mm512_srlv_epi16(wv, sh01), m3);
+            const __m512i c23 = _mm512_and_si512(_mm512_srlv_epi16(wv, sh23), m3);
             TK_UNROLL for (int t = 0; t < TT; t++) {
                 const int8_t *qb = q + t * ldq + b * 128;
-                acc[t * RR + r] = _mm512_dpbusd_epi32(acc[t * RR + r], c01, _mm512_loadu_si512((const void *)qb));
-                acc[t * RR + r] = _mm512_dpbusd_epi32(acc[t * RR + r], c23, _mm512_loadu_si512((const void *)(qb + 64)));
+                acc0[t * RR + r] = _mm512_dpbusd_epi32(acc0[t * RR + r], c01, _mm512_loadu_si512((const void *)qb));
+                acc1[t * RR + r] = _mm512_dpbusd_epi32(acc1[t * RR + r], c23, _mm512_loadu_si512((const void *)(qb + 64)));
             }
         }
     }
     TK_UNROLL for (int t = 0; t < TT; t++)
-        TK_UNROLL for (int r = 0; r < RR; r++) out[t * ldo + r] = _mm512_reduce_add_epi32(acc[t * RR + r]);
+        TK_UNROLL for (int r = 0; r < RR; r++)
+            out[t * ldo + r] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0[t * RR + r], acc1[t * RR + r]));
 }
 
 TK_VNNI_FN void tk_i2s_i8_gemm_avx512vnni(const uint8_t *w, int64_t K, int64_t r0, int64_t r1,
@@ -119,18 +128,19 @@ TK_512_INLINE void i2s_tile_bw(const uint8_t *w, int64_t row_bytes, int64_t nb, 
     const __m512i ones = _mm512_set1_epi16(1);
     const __m512i sh01 = _mm512_loadu_si512((const void *)i2s_shift_01);
     const __m512i sh23 = _mm512_loadu_si512((const void *)i2s_shift_23);
-    __m512i acc[16];
+    __m512i acc[8];
     TK_UNROLL for (int i = 0; i < TT * RR; i++) acc[i] = _mm512_setzero_si512();
     for (int64_t b0 = 0; b0 < nb; b0 += I2S_WIDEN) {
         const int64_t b1 = b0 + I2S_WIDEN < nb ? b0 + I2S_WIDEN : nb;
-        __m512i a16[16];
+        __m512i a16[8];
         TK_UNROLL for (int i = 0; i < TT * RR; i++) a16[i] = _mm512_setzero_si512();
         for (int64_t b = b0; b < b1; b++) {
             TK_UNROLL for (int r = 0; r < RR; r++) {
-                const __m512i wb =
-                    _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32)));
-                const __m512i c01 = _mm512_and_si512(_mm512_srlv_epi16(wb, sh01), m3);
-                const __m512i c23 = _mm512_and_si512(_mm512_srlv_epi16(wb, sh23), m3);
+                const uint8_t *wb = w + r * row_bytes + b * 32;
+                const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wb));
+                _mm_prefetch((const char *)(wb + I2S_PREFETCH), _MM_HINT_T0);
+                const __m512i c01 = _mm512_and_si512(_mm512_srlv_epi16(wv, sh01), m3);
+                const __m512i c23 = _mm512_and_si512(_mm512_srlv_epi16(wv, sh23), m3);
                 TK_UNROLL for (int t = 0; t < TT; t++) {
                     const int8_t *qb = q + t * ldq + b * 128;
                     const __m512i p0 = _mm512_maddubs_epi16(c01, _mm512_loadu_si512((const void *)qb));
@@ -152,17 +162,22 @@ TK_512_FN void tk_i2s_i8_gemm_avx512(const uint8_t *w, int64_t K, int64_t r0, in
 }
 
 /* ---------------------------------------------------------------------------------------------
- * F16 × f32: 16 halves per load (vcvtph2ps zmm), FMA. nt == 1: four rows in flight with two
- * accumulators each; nt > 1: tiles of 4 tokens × 4 rows reuse each converted weight vector.
+ * F16 × f32: 16 halves per load (vcvtph2ps zmm), FMA. nt == 1: one row at a time, four
+ * accumulators, software prefetch F16_PREFETCH halves ahead; nt > 1: tiles of 4 tokens × 2 rows
+ * (two accumulator sets) reuse each converted weight vector.
  * ------------------------------------------------------------------------------------------- */
+
+#define F16_PREFETCH 2048
 
 TK_512_INLINE void f16_tile_avx512(const uint16_t *w, int64_t K, const float *x, int64_t ldx,
                                    float *out, int64_t ldo, const int TT, const int RR, const int U) {
-    __m512 acc[2][16];
+    __m512 acc[4][8];
     TK_UNROLL for (int u = 0; u < U; u++)
         TK_UNROLL for (int i = 0; i < TT * RR; i++) acc[u][i] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 * U <= K; k += 16 * U) {
+        TK_UNROLL for (int r = 0; r < RR; r++)
+            _mm_prefetch((const char *)(w + r * K + k + F16_PREFETCH), _MM_HINT_T0);
         TK_UNROLL for (int u = 0; u < U; u++) {
             TK_UNROLL for (int r = 0; r < RR; r++) {
                 const __m512 wv =
@@ -183,7 +198,7 @@ TK_512_INLINE void f16_tile_avx512(const uint16_t *w, int64_t K, const float *x,
     TK_UNROLL for (int t = 0; t < TT; t++) {
         TK_UNROLL for (int r = 0; r < RR; r++) {
             __m512 a = acc[0][t * RR + r];
-            if (U == 2) a = _mm512_add_ps(a, acc[1][t * RR + r]);
+            TK_UNROLL for (int u = 1; u < U; u++) a = _mm512_add_ps(a, acc[u][t * RR + r]);
             float s = _mm512_reduce_add_ps(a);
             for (int64_t kk = k; kk < K; kk++) s += tk_f16_to_f32(w[r * K + kk]) * x[t * ldx + kk];
             out[t * ldo + r] = s;
@@ -205,14 +220,14 @@ TK_512_FN void tk_f16_f32_gemm_avx512(const void *w, int64_t K, int64_t r0, int6
     for (; t0 + 4 <= nt; t0 += 4) {
         const float *xt = x + t0 * ldx;
         float *ot = out + t0 * ldo;
-        F16_ROWS(4, 4, 1);
+        F16_ROWS(4, 2, 2);
     }
     const float *xt = x + t0 * ldx;
     float *ot = out + t0 * ldo;
     switch (nt - t0) {
-    case 3: F16_ROWS(3, 4, 1); break;
-    case 2: F16_ROWS(2, 4, 1); break;
-    case 1: F16_ROWS(1, 4, 2); break;
+    case 3: F16_ROWS(3, 2, 2); break;
+    case 2: F16_ROWS(2, 2, 2); break;
+    case 1: F16_ROWS(1, 1, 4); break;
     default: break;
     }
 }

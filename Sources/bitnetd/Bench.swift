@@ -58,6 +58,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(help: "LM head for tg: file (exact) or q8_0 (Q8_0 copy built at load).")
+    var lmHead = "file"
+
+    @Option(help: "Instead of speed: compare the Q8_0 LM head with the file's own over N positions (max |Δlogit|, top-1 agreement).")
+    var lmHeadEval: Int?
+
     @Flag(help: "Benchmark decisions instead: latency p50/p95/p99 and decisions/s, with and without each fast path.")
     var decide = false
 
@@ -97,12 +103,16 @@ struct Bench: ParsableCommand {
             try runDecide(path: path, threadList: threadList)
             return
         }
+        if let n = lmHeadEval {
+            try runLMHeadEval(path: path, positions: n, threads: threadList[0])
+            return
+        }
         var rows: [String] = []
         var jsonRows: [String] = []
         for t in threadList {
             let engine: Engine
             do {
-                engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: prompt + gen + 8))
+                engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: prompt + gen + 8, lmHead: lmHead))
             } catch {
                 throw fail(error)
             }
@@ -157,6 +167,45 @@ struct Bench: ParsableCommand {
             print("|---|---|---|---|---|---|")
             for r in rows { print(r) }
         }
+    }
+
+    /// Logits with the file's LM head and with the Q8_0 copy over the same positions.
+    func runLMHeadEval(path: String, positions: Int, threads: Int) throws {
+        let engine: Engine
+        do { engine = try Engine(modelPath: path, options: EngineOptions(threads: threads, contextLength: positions + 1)) } catch { throw fail(error) }
+        let ctx = engine.context
+        let V = engine.model.hp.vocabSize
+        var rng = SplitMixXoshiro(seed: 5)
+        let vocabBase = UInt64(max(1, V - 256))
+        let ids = (0..<positions).map { _ in Int32(rng.next() % vocabBase) }
+        var maxDiff: Float = 0, maxAbs: Float = 0, agree = 0
+        var done = 0
+        let chunk = 32
+        ctx.reset()
+        while done < positions {
+            let part = Array(ids[done..<min(positions, done + chunk)])
+            let start = ctx.position
+            ctx.useQ8LMHead(false)
+            let exact = try ctx.forward(part, logits: .all)
+            // Same positions again through the Q8_0 head (KV recomputed identically).
+            ctx.truncate(to: start)
+            let bytes = ctx.useQ8LMHead(true)
+            let approx = try ctx.forward(part, logits: .all)
+            for t in 0..<part.count {
+                let a = exact[(t * V)..<((t + 1) * V)], b = approx[(t * V)..<((t + 1) * V)]
+                var am = a.startIndex, bm = b.startIndex
+                for i in a.indices {
+                    if a[i] > a[am] { am = i }
+                    if b[i] > b[bm] { bm = i }
+                    maxDiff = max(maxDiff, abs(a[i] - b[i]))
+                    maxAbs = max(maxAbs, abs(a[i]))
+                }
+                if am - a.startIndex == bm - b.startIndex { agree += 1 }
+            }
+            done += part.count
+            if done == part.count { eprint("Q8_0 LM head copy: \(bytes >> 20) MiB") }
+        }
+        print("LM head Q8_0 vs \(engine.model.output.type.name) over \(positions) positions: max |Δlogit| \(maxDiff) (max |logit| \(maxAbs), relative \(maxDiff / max(maxAbs, 1e-9))); top-1 agreement \(agree)/\(positions) (\(fmt(Double(agree) / Double(positions) * 100, 2)) %)")
     }
 
     func runDecide(path: String, threadList: [Int]) throws {

@@ -42,9 +42,12 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Pre-tokenizer: llama3 (trained), default (bitnet.cpp parity) or gpt2. Default: from the file.")
     var preTokenizer: String?
 
+    @Option(help: "LM head: file (the file's own weights, exact) or q8_0 (a Q8_0 copy built at load: faster generation, slightly different logits).")
+    var lmHead = "file"
+
     func engine() throws -> Engine {
         try Engine(modelPath: model, options: EngineOptions(threads: threads, contextLength: context,
-                                                            kernel: nil, preTokenizer: preTokenizer))
+                                                            kernel: nil, preTokenizer: preTokenizer, lmHead: lmHead))
     }
 }
 

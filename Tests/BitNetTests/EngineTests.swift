@@ -213,3 +213,24 @@ private extension Double {
         for k in labels.indices { #expect(abs(a.probabilities[k] - b.probabilities[k]) < 1e-6) }
     }
 }
+
+@Suite struct LMHeadCopyTests {
+    @Test func q8LMHeadStaysCloseToTheFileHead() throws {
+        let dir = TempDir("lmhead")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let exact = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let approx = try Engine(modelPath: path, options: EngineOptions(threads: 2, lmHead: "q8_0"))
+        #expect(approx.context.lmHeadWeights.type == .q8_0)
+        let ids: [Int32] = (0..<24).map { Int32($0 * 13 % 480) }
+        let a = try exact.context.forward(ids, logits: .all)
+        let b = try approx.context.forward(ids, logits: .all)
+        let maxAbs = a.map(abs).max()!
+        let diff = zip(a, b).map { abs($0 - $1) }.max()!
+        #expect(diff > 0, "the copy must really be used")
+        #expect(diff < 0.02 * maxAbs, "max |Δ| \(diff) vs max |logit| \(maxAbs)")
+        #expect(throws: RequestError.self) {
+            try Engine(modelPath: path, options: EngineOptions(lmHead: "q4"))
+        }
+    }
+}

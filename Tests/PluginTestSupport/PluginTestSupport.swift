@@ -120,7 +120,8 @@ public final class Recorder: Sendable {
 
     public func sink(name: String = "test") -> PluginSink {
         let settings = PluginSettings(id: "test", name: name)
-        return PluginSink(reading: { onReading(settings, $0) }, error: { onError(settings, $0) }, log: log)
+        let (r, e) = (onReading, onError)
+        return PluginSink(reading: { r(settings, $0) }, error: { e(settings, $0) }, log: log)
     }
 }
 

@@ -23,6 +23,7 @@
 #include "ternary_kernels.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -210,7 +211,11 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
     return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
 }
 __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-static int have_hw_f16(void) { return __builtin_cpu_supports("f16c"); }
+/* CPUID leaf 1, ECX bit 29 (clang 17 has no "f16c" name for __builtin_cpu_supports). */
+static int have_hw_f16(void) {
+    unsigned int a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1u) && __builtin_cpu_supports("avx");
+}
 #elif defined(__aarch64__)
 static uint16_t hw_f32_to_f16(float f) {
     __fp16 h = (__fp16)f;

@@ -40,7 +40,7 @@ N_TRAIN_PER_TASK = 60000
 N_TEST_PER_TASK = 400          # held-out split per task (never trained on)
 N_HELDOUT_FILE_PER_TASK = 150  # of which this many per task go into models/demo/heldout.jsonl
 MODEL = dict(d=256, layers=4, heads=8, kv_heads=4, ff=512, context=512)
-TRAIN = dict(steps=1600, batch=32, lr=3e-3, min_lr=2e-4, warmup=100, weight_decay=0.01,
+TRAIN = dict(steps=2400, batch=32, lr=3e-3, min_lr=2e-4, warmup=100, weight_decay=0.01,
              prompt_weight=0.0, ckpt_minutes=3.0)
 
 WORK = os.environ.get("BITNETD_TRAIN_WORK", os.path.join(HERE, "work"))

@@ -207,6 +207,9 @@ const char *tk_cpu_features(void);
 float tk_f16_dot8_ref(const uint16_t *k, const float *q, int64_t D);
 void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path);
 
+/* Q8_0 quantization of one row of K floats (K a multiple of 32) into K/32 tk_block_q8_0. */
+void tk_quantize_row_q8_0(const float *x, void *out, int64_t K);
+
 #ifdef __cplusplus
 }
 #endif

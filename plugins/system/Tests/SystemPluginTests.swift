@@ -82,7 +82,7 @@ import Testing
         #expect(sample.errors.isEmpty)
         let fields = sample.readings.first?.fields
         #expect(fields?["load1"] != nil)
-        if case .number(let total) = fields?["mem_total_bytes"] { #expect(total > 1 << 20) } else { Issue.record("no memory total") }
+        if case .number(let total) = fields?["mem_total_bytes"] { #expect(total > 1_048_576) } else { Issue.record("no memory total") }
     }
 
     @Test func sampleYAMLIsValid() throws {
