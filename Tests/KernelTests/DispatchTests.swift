@@ -91,3 +91,27 @@ func pathName(_ p: tk_path) -> String { String(cString: tk_path_name(p)) }
         }
     }
 }
+
+@Suite struct AttentionScoreTests {
+    /// Attention scores feed int8 re-quantization in the next layer, so every path must give the
+    /// same bits as the reference (ternary_kernels.h, tk_attn_scores).
+    @Test func everyPathGivesTheReferenceBits() {
+        var seed: UInt64 = 99
+        func rnd() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(seed >> 40) - (1 << 23)) / Float(1 << 22)
+        }
+        for D in [8, 13, 32, 64, 128] {
+            let rows = 37
+            let k = (0..<(rows * D)).map { _ in tk_f32_to_f16(rnd()) }
+            let q = (0..<D).map { _ in tk_f16_to_f32(tk_f32_to_f16(rnd())) }
+            let ref = (0..<rows).map { j in k.withUnsafeBufferPointer { tk_f16_dot8_ref($0.baseAddress! + j * D, q, Int64(D)) } }
+            for i in 0..<Int(TK_PATH_COUNT.rawValue) {
+                let p = tk_path(rawValue: UInt32(i))
+                var out = [Float](repeating: .nan, count: rows)
+                tk_attn_scores(k, Int64(D), Int64(rows), q, &out, p)
+                #expect(out.map(\.bitPattern) == ref.map(\.bitPattern), "path \(pathName(p)) D=\(D)")
+            }
+        }
+    }
+}
