@@ -5,7 +5,7 @@ import Synchronization
 /// over `posix_spawn(3)`, `waitid(2)` and `kill(2)` for the `exec` plugin.
 ///
 /// Spawn details and why:
-/// - an empty signal mask and default dispositions for the usual signals
+/// - an empty signal mask and default dispositions for all signals
 ///   (`POSIX_SPAWN_SETSIGMASK` + `POSIX_SPAWN_SETSIGDEF`): the daemon blocks SIGTERM/SIGINT in its
 ///   threads and may ignore SIGPIPE, and a child inherits both, so without this it could not be
 ///   stopped with SIGTERM and would not die on a closed pipe (platform notes, "libmosquitto");
@@ -88,11 +88,11 @@ public final class ChildProcess: Sendable {
         var empty = sigset_t()
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attr, &empty)
+        // Every signal back to its default action: dispositions that are ignored stay ignored
+        // across exec, and the daemon ignores SIGPIPE (glibc's sigfillset leaves out its internal
+        // signals; posix_spawn skips SIGKILL and SIGSTOP).
         var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2] {
-            sigaddset(&defaults, sig)
-        }
+        sigfillset(&defaults)
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setpgroup(&attr, 0)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))

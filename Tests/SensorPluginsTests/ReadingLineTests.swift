@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func badJSONLinesSayWhy() {
-        #expect(problem("[1]") == "expected a JSON object, got an array")
+        #expect(problem("[1]", .json) == "expected a JSON object, got an array")
         #expect(problem("{}") == "a reading needs at least one field")
         #expect(problem(#"{"fields": {}}"#) == "a reading needs at least one field")
         #expect(problem(#"{"fields": 3}"#) == "'fields' must be an object, got a number")
@@ -36,7 +36,8 @@ import Testing
         #expect(problem(#"{"topic": "/abs", "fields": {"x": 1}}"#) == "'topic': a topic suffix cannot have empty levels or a leading or trailing '/', got '/abs'")
         #expect(problem(#"{"ts": "now", "fields": {"x": 1}}"#) == "'ts' must be a positive number of seconds since the epoch, got \"now\"")
         #expect(problem(#"{"x": 1"#) == "not JSON: unexpected end of input in an object at byte 7")
-        #expect(problem("x=1", .json) == "not JSON: invalid literal at byte 0")
+        #expect(problem("x=1", .json) == "not JSON: unexpected character at byte 0")
+        #expect(problem("[1]") == "expected key=value, got '[1]'")
         #expect(throws: ReadingLine.Problem("line is not valid UTF-8")) {
             try ReadingLine.parse([0x7B, 0xFF, 0x7D], time: 0)
         }

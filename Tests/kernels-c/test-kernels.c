@@ -712,6 +712,47 @@ static void test_dispatch(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Attention scores (attention.c): every path gives the reference's bits
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_attn_scores(void) {
+    cur_label = "attn-scores";
+    static const int64_t dims[] = {8, 13, 32, 64, 128};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const int64_t D = dims[di], rows = 29;
+        uint16_t *k = xmalloc((size_t)(rows * D) * sizeof *k);
+        float *q = xmalloc((size_t)D * sizeof *q);
+        float *ref = xmalloc((size_t)rows * sizeof *ref);
+        float *out = xmalloc((size_t)rows * sizeof *out);
+        for (int64_t i = 0; i < rows * D; i++) k[i] = tk_f32_to_f16(rnd_normalish());
+        for (int64_t i = 0; i < D; i++) q[i] = tk_f16_to_f32(tk_f32_to_f16(rnd_normalish()));
+        for (int64_t j = 0; j < rows; j++) ref[j] = tk_f16_dot8_ref(k + j * D, q, D);
+        for (int p = 0; p < TK_PATH_COUNT; p++) {
+            if (!tk_path_available((tk_path)p)) continue;
+            tk_attn_scores(k, D, rows, q, out, (tk_path)p);
+            int same = 1;
+            for (int64_t j = 0; j < rows; j++) same &= fbits(out[j]) == fbits(ref[j]);
+            check(same, "%s D=%lld bit-identical to reference", tk_path_name((tk_path)p), (long long)D);
+        }
+        free(k); free(q); free(ref); free(out);
+    }
+    /* Q8_0 quantizer round trip: |x − dequant| ≤ d/2 per block. */
+    cur_label = "q8_0-quantize";
+    float x[64], y[64];
+    tk_block_q8_0 blk[2];
+    for (int i = 0; i < 64; i++) x[i] = rnd_normalish();
+    tk_quantize_row_q8_0(x, blk, 64);
+    tk_dequant_row_q8_0(blk, y, 64);
+    int ok = 1;
+    for (int i = 0; i < 64; i++) {
+        const float d = tk_f16_to_f32(blk[i / 32].d);
+        /* half a step, plus the f16 rounding of d times up to 127 steps (2^-11 relative) */
+        ok &= fabsf(x[i] - y[i]) <= d * 0.5f + 127.0f * d / 2048.0f + 1e-6f;
+    }
+    check(ok, "q8_0 quantize/dequantize within half a step");
+}
+
+/* ---------------------------------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------------------------------- */
 
@@ -758,6 +799,7 @@ int main(int argc, char **argv) {
     test_conversions();
     test_dequant_rows();
     test_dispatch();
+    test_attn_scores();
 
     char tested[200] = "", skipped[200] = "";
     for (int p = 0; p < TK_PATH_COUNT; p++) {

@@ -29,7 +29,8 @@ public final class FileTailPlugin: SampledSensorPlugin {
         var device: UInt64 = 0
         var inode: UInt64 = 0
         var offset: Int = 0
-        var everOpened = false
+        /// Set after the first attempt to open: only the file found at start-up is read from its end.
+        var firstAttemptDone = false
         var splitter: LineSplitter
     }
 
@@ -71,8 +72,10 @@ public final class FileTailPlugin: SampledSensorPlugin {
         var errors: [PluginError] = []
         state.withLock { tail in
             if tail.fd < 0 {
+                let atEnd = !tail.firstAttemptDone && !fromBeginning
+                tail.firstAttemptDone = true
                 do throws(PluginError) {
-                    try open(&tail, atEnd: !tail.everOpened && !fromBeginning)
+                    try open(&tail, atEnd: atEnd)
                 } catch {
                     errors.append(error)
                     return
@@ -137,7 +140,6 @@ public final class FileTailPlugin: SampledSensorPlugin {
         tail.device = UInt64(st.st_dev)
         tail.inode = UInt64(st.st_ino)
         tail.offset = atEnd ? Int(st.st_size) : 0
-        tail.everOpened = true
         tail.splitter.reset()
     }
 
