@@ -19,11 +19,8 @@ public enum DaemonRunner {
     /// configuration, 3 model or broker set-up failure.
     public static func run(configPath: String) -> Int32 {
         // Before any thread exists (engine pool, MQTT, inference), so that every thread inherits
-        // the mask and the signals are taken only by sigtimedwait below.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // the mask and the signals are taken only by the service group's sigtimedwait.
+        ServiceGroup.blockSignals()
         signal(SIGPIPE, SIG_IGN)
 
         let config: BitnetdConfig
@@ -49,48 +46,28 @@ public enum DaemonRunner {
         logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
 
         let notifier = SystemdNotifier()
-        let placeholder = NullTransport()
-        let core = DaemonCore(config: config, backend: engine, transport: placeholder)
-        core.startWorker()
-
-        var client: MQTTClient
+        let core = DaemonCore(config: config, backend: engine, transport: NullTransport())
+        let mqtt: MQTTService
         do {
-            client = try makeClient(config.mqtt, core: core)
+            let client = try makeClient(config.mqtt, core: core)
+            core.replaceTransport(client)
+            mqtt = MQTTService(client: client, core: core, logger: logger)
         } catch {
             logger.critical("\(error)")
             return 3
         }
-        core.replaceTransport(client)
-        client.setSubscriptions(core.subscriptions)
-        do {
-            try client.start()
-        } catch {
-            logger.critical("cannot start MQTT: \(error)")
-            return 3
-        }
-        logger.info("broker \(config.mqtt.tls.enabled ? "mqtts" : "mqtt")://\(config.mqtt.host):\(config.mqtt.port) as \(config.mqtt.clientID), MQTT \(config.mqtt.protocolVersion.rawValue), status on \(config.mqtt.statusTopic)")
-        for r in config.routes {
-            logger.info("route \(r.name): \(r.subscription) → \(r.task.rawValue) → \(r.outputTopic.source)")
-        }
-        notifier.notify("READY=1\nSTATUS=running")
-
+        // Dependency order: answers need the broker connection, so MQTT starts first and stops last.
+        let group = ServiceGroup(services: [mqtt, InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS })],
+                                 logger: logger)
         var current = config
         var lastStats = monotonicNanoseconds()
         var lastWatchdog = monotonicNanoseconds()
-        var timeout = timespec(tv_sec: 0, tv_nsec: 250_000_000)
-        while true {
-            let sig = sigtimedwait(&signals, nil, &timeout)
-            if sig == SIGTERM || sig == SIGINT {
-                logger.info("\(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping")
-                break
-            }
-            if sig == SIGHUP {
-                notifier.notify("RELOADING=1")
-                if let updated = reload(configPath, current: current, core: core, client: &client) {
-                    current = updated
-                }
-                notifier.notify("READY=1")
-            }
+        group.onReload = {
+            notifier.notify("RELOADING=1")
+            if let updated = reload(configPath, current: current, core: core, mqtt: mqtt) { current = updated }
+            notifier.notify("READY=1")
+        }
+        group.onTick = {
             let now = monotonicNanoseconds()
             if current.stats.intervalS > 0, now - lastStats >= UInt64(current.stats.intervalS) * 1_000_000_000 {
                 lastStats = now
@@ -101,17 +78,20 @@ public enum DaemonRunner {
                 notifier.notify("WATCHDOG=1")
             }
         }
+        group.onStopping = { notifier.notify("STOPPING=1") }
 
-        notifier.notify("STOPPING=1")
-        core.beginShutdown(drainTimeoutS: current.queue.drainTimeoutS)
-        core.finishShutdown()
-        core.publishStats()
-        try? client.publish(topic: current.mqtt.statusTopic, payload: Array("offline".utf8), qos: 1, retain: true,
-                            properties: MQTTPublishProperties())
-        if !client.waitForPublishes(timeoutS: 5) {
-            logger.warning("some messages were not acknowledged by the broker before disconnecting")
+        logger.info("broker \(config.mqtt.tls.enabled ? "mqtts" : "mqtt")://\(config.mqtt.host):\(config.mqtt.port) as \(config.mqtt.clientID), MQTT \(config.mqtt.protocolVersion.rawValue), status on \(config.mqtt.statusTopic)")
+        for r in config.routes {
+            logger.info("route \(r.name): \(r.subscription) → \(r.task.rawValue) → \(r.outputTopic.source)")
         }
-        client.stop()
+        // READY once the services run; the broker connection itself may come later (backoff).
+        notifier.notify("READY=1\nSTATUS=running")
+        do {
+            try group.run()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            return 3
+        }
         logger.info("stopped")
         return 0
     }
@@ -208,7 +188,7 @@ public enum DaemonRunner {
     }
 
     /// SIGHUP: the new configuration or nil (reported, old one kept).
-    static func reload(_ path: String, current: BitnetdConfig, core: DaemonCore, client: inout MQTTClient) -> BitnetdConfig? {
+    static func reload(_ path: String, current: BitnetdConfig, core: DaemonCore, mqtt: MQTTService) -> BitnetdConfig? {
         let updated: BitnetdConfig
         do {
             updated = try ConfigLoader.load(path: path)
@@ -227,23 +207,15 @@ public enum DaemonRunner {
             logger.info("SIGHUP: plugin list changed (\(updated.plugins.count) plugins)")
         }
         Logger.level = Logger.Level(name: updated.log.level) ?? .info
+        core.apply(updated)
         if updated.mqtt != current.mqtt {
             do {
                 let fresh = try makeClient(updated.mqtt, core: core)
                 logger.info("SIGHUP: MQTT settings changed; reconnecting to \(updated.mqtt.host):\(updated.mqtt.port)")
-                // No UNSUBSCRIBE: with the same client id the new connection resumes the session.
-                _ = client.waitForPublishes(timeoutS: 2)
-                client.stop()
-                core.replaceTransport(fresh)
-                client = fresh
-                core.apply(updated)
-                try fresh.start()
+                try mqtt.replace(with: fresh)
             } catch {
-                logger.error("SIGHUP: cannot apply the MQTT settings: \(error)")
-                core.apply(updated)
+                logger.error("SIGHUP: cannot apply the MQTT settings: \(error); keeping the current connection")
             }
-        } else {
-            core.apply(updated)
         }
         logger.info("SIGHUP: configuration reloaded: \(updated.routes.count) routes")
         return updated

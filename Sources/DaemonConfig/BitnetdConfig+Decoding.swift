@@ -3,11 +3,28 @@ import Glibc
 extension BitnetdConfig {
     static let topKeys = ["model", "mqtt", "queue", "limits", "stats", "log", "routes", "plugins"]
 
+    /// Every key of the schema by section (`routes` = the keys of one route); `etc/bitnetd.yaml`
+    /// documents each of them (checked by a test).
+    public static let schemaKeys: [String: [String]] = [
+        "": topKeys,
+        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "memory_check"],
+        "mqtt": ["host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
+                 "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect"],
+        "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
+        "mqtt.reconnect": ["min_backoff_s", "max_backoff_s"],
+        "queue": ["size", "overflow", "drain_timeout_s"],
+        "limits": ["max_payload_bytes"],
+        "stats": ["interval_s"],
+        "log": ["level"],
+        "routes": routeKeys,
+        "routes.output": ["topic", "qos", "retain"],
+    ]
+
     /// Reads a merged node tree into a typed configuration, collecting every problem.
     static func decode(_ root: YAMLNode, files: [String], context: ConfigContext) -> BitnetdConfig {
         let top = MapReader(root, path: "", parentMark: root.mark, known: topKeys, context: context)
 
-        let m = top.map("model", known: ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "memory_check"])
+        let m = top.map("model", known: schemaKeys["model"]!)
         var sha = m.string("sha256")
         if let s = sha {
             let lower = s.lowercased()
@@ -27,22 +44,19 @@ extension BitnetdConfig {
             pathMark: m.markOf("path")
         )
 
-        let mqtt = decodeMQTT(top.map("mqtt", known: [
-            "host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
-            "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect",
-        ]), context: context)
+        let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), context: context)
 
-        let q = top.map("queue", known: ["size", "overflow", "drain_timeout_s"])
+        let q = top.map("queue", known: schemaKeys["queue"]!)
         let queue = QueueConfig(
             size: q.int("size", default: 64, range: 1...100_000),
             overflow: OverflowPolicy(rawValue: q.choice("overflow", ["drop_oldest", "reject"], default: "reject"))!,
             drainTimeoutS: q.double("drain_timeout_s", default: 10, range: 0...3600)
         )
-        let l = top.map("limits", known: ["max_payload_bytes"])
+        let l = top.map("limits", known: schemaKeys["limits"]!)
         let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455))
-        let s = top.map("stats", known: ["interval_s"])
+        let s = top.map("stats", known: schemaKeys["stats"]!)
         let stats = StatsConfig(intervalS: s.int("interval_s", default: 60, range: 0...86400))
-        let lg = top.map("log", known: ["level"])
+        let lg = top.map("log", known: schemaKeys["log"]!)
         let log = LogConfig(level: lg.choice("level", ["trace", "debug", "info", "notice", "warning", "error", "critical"], default: "info"))
 
         var routes: [RouteConfig] = []
@@ -125,7 +139,7 @@ extension BitnetdConfig {
         gethostname(&hostname, 255)
         let defaultID = "bitnetd-" + String(decoding: hostname.prefix { $0 != 0 }, as: UTF8.self)
 
-        let t = m.map("tls", known: ["enabled", "ca_file", "cert_file", "key_file", "verify"])
+        let t = m.map("tls", known: schemaKeys["mqtt.tls"]!)
         let caFile = t.string("ca_file")
         let tls = TLSConfig(
             enabled: t.bool("enabled", default: tlsFromURL || caFile != nil || t.has("cert_file")),
@@ -145,7 +159,7 @@ extension BitnetdConfig {
         if let problem = topicNameProblem(prefix) {
             context.error(m.markOf("topic_prefix"), m.keyPath("topic_prefix"), problem)
         }
-        let r = m.map("reconnect", known: ["min_backoff_s", "max_backoff_s"])
+        let r = m.map("reconnect", known: schemaKeys["mqtt.reconnect"]!)
         let minB = r.int("min_backoff_s", default: 1, range: 1...3600)
         let maxB = r.int("max_backoff_s", default: 60, range: 1...86400)
         if maxB < minB {
@@ -230,7 +244,7 @@ extension BitnetdConfig {
             context.error(r.keyMarkOf("labels"), r.keyPath("labels"), "labels are used only by task: decide")
         }
 
-        let o = r.map("output", known: ["topic", "qos", "retain"])
+        let o = r.map("output", known: schemaKeys["routes.output"]!)
         var output = Template(parts: [.text(mqtt.topicPrefix + "/decision/"), .route], source: mqtt.topicPrefix + "/decision/{{route}}")
         if let t = o.string("topic") {
             switch Template.parse(t) {

@@ -136,7 +136,7 @@ public final class ChildProcess: Sendable {
     /// Sends `sig` to the child's process group; does nothing once the child is reaped.
     public func signal(_ sig: Int32) {
         reaped.withLock { done in
-            if !done { kill(-pid, sig) }
+            if !done { kill(pid, sig) }
         }
     }
 
@@ -146,7 +146,7 @@ public final class ChildProcess: Sendable {
             if errno != EINTR { break }
         }
         let status: Status = reaped.withLock { done in
-            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
             var raw: Int32 = 0
             while waitpid(pid, &raw, 0) < 0 {
                 if errno != EINTR { break }

@@ -260,13 +260,14 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
             input: text
             task: generate
             prompt: "User: {{payload}}"
-            max_tokens: 60
+            max_tokens: 200
             temperature: 0
         """
+        // Long enough jobs that even a release build cannot finish the queue within the drain timeout.
         let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes, queue: "  drain_timeout_s: 0.5"))
         #expect(observer.wait(for: 1, on: "bitnetd/status").last?.text == "online")
         let lines = daemon.dir + "/lines.txt"
-        let n = 40
+        let n = 60
         Fixture.write(lines, (0..<n).map { "request \($0)" }.joined(separator: "\n") + "\n")
         Fixture.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "chat/in", "-l"], stdin: lines)
         _ = observer.wait(for: 1, on: "bitnetd/decision/chat")

@@ -49,7 +49,9 @@ import Testing
         #expect(readme.contains("```"), "plugins/\(id)/README.md has no example")
 
         // sample.yaml configures this plugin, and is valid.
-        let yaml = try String(contentsOfFile: dir + "/sample.yaml", encoding: .utf8)
+        var yaml = try String(contentsOfFile: dir + "/sample.yaml", encoding: .utf8)
+        // The exec sample runs python3, which a build chroot may lack; check-config would say so.
+        if executablePath("python3") == nil { yaml = yaml.replacingOccurrences(of: "[python3,", with: "[/bin/sh,") }
         let result = try makePlugins(BuiltinPlugins.registry, yaml: yaml, file: "plugins/\(id)/sample.yaml")
         #expect(result.errors == [])
         #expect(!result.plugins.isEmpty && result.plugins.allSatisfy { $0.settings.id == id })

@@ -10,8 +10,10 @@ import Testing
     func plugin(_ dir: TempDir, script: String, name: String = "sensor", restartMin: Double = 0.1,
                 restartMax: Double = 0.4, grace: Double = 0.5, environment: [String]? = nil,
                 workingDirectory: String? = nil) throws -> ExecPlugin {
-        try dir.write("\(name).sh", "#!/bin/sh\n" + script + "\n", executable: true)
-        var options = ExecPlugin.Options(command: [dir.file("\(name).sh")],
+        // Run through /bin/sh rather than exec'ing the file: a script written just now can be held
+        // open for writing by a child another test is spawning at that moment (ETXTBSY).
+        try dir.write("\(name).sh", script + "\n")
+        var options = ExecPlugin.Options(command: ["/bin/sh", dir.file("\(name).sh")],
                                          environment: environment ?? currentEnvironment(), workingDirectory: workingDirectory)
         options.restartMin = restartMin
         options.restartMax = restartMax
@@ -97,7 +99,7 @@ import Testing
         host.start(plugins: [p], onReading: rec.onReading, onError: rec.onError)
         #expect(await poll(timeout: 10) { !rec.errors.isEmpty })
         host.stop()
-        #expect(rec.readings.map(\.fields) == [["last": true]])
+        #expect(rec.readings.map(\.fields) == [["last": true]], "\(rec.errors) \(rec.logs)")
         #expect(rec.errors.count == 1)
         #expect(rec.errors.first?.message.contains("was killed by signal 11 (SIGSEGV) after") == true)
         #expect(rec.errors.first?.message.hasSuffix("restarting in 5 s") == true)
@@ -225,7 +227,8 @@ import Testing
         #expect(text.split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) } == String(child.pid))
     }
 
-    @Test func theBME280ExampleRunsSimulated() async throws {
+    @Test(.enabled(if: executablePath("python3") != nil, "needs python3"))
+    func theBME280ExampleRunsSimulated() async throws {
         let script = fixture("../../examples/bme280.py")
         var options = ExecPlugin.Options(command: ["python3", script, "--simulate", "--interval", "0.05"])
         options.stopGrace = 2
@@ -302,7 +305,8 @@ import Testing
     }
 
     @Test func sampleYAMLIsValid() throws {
-        let text = try String(contentsOfFile: fixture("../../sample.yaml"), encoding: .utf8)
+        var text = try String(contentsOfFile: fixture("../../sample.yaml"), encoding: .utf8)
+        if executablePath("python3") == nil { text = text.replacingOccurrences(of: "[python3,", with: "[/bin/sh,") }
         let result = try makePlugins(PluginRegistry([ExecPlugin.factory]), yaml: text, file: "sample.yaml")
         #expect(result.errors == [])
     }
