@@ -6,7 +6,8 @@ import Mosquitto
 /// The process around `DaemonCore`: signals, configuration, start-up checks, the engine, the
 /// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
 ///
-/// Services start in dependency order (engine, inference thread, MQTT) and stop in reverse:
+/// The engine is loaded first; then the services start in dependency order (MQTT, inference
+/// thread) and stop in reverse:
 /// SIGTERM/SIGINT → finish (or, after `queue.drain_timeout_s`, error) every queued job → refuse
 /// late arrivals → retained `offline` → DISCONNECT. Subscriptions are kept so a persistent session
 /// collects requests while the daemon is down. SIGHUP re-reads the configuration; a bad one is reported and
@@ -85,7 +86,7 @@ public enum DaemonRunner {
             logger.info("route \(r.name): \(r.subscription) → \(r.task.rawValue) → \(r.outputTopic.source)")
         }
         // READY once the services run; the broker connection itself may come later (backoff).
-        notifier.notify("READY=1\nSTATUS=running")
+        group.onStarted = { notifier.notify("READY=1\nSTATUS=running") }
         do {
             try group.run()
         } catch {

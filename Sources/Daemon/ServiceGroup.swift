@@ -21,6 +21,8 @@ public final class ServiceGroup: @unchecked Sendable {
     public var onReload: (() -> Void)?
     public var onTick: (() -> Void)?
     public var onStopping: (() -> Void)?
+    /// After every service started (systemd `READY=1`).
+    public var onStarted: (() -> Void)?
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
 
@@ -60,6 +62,7 @@ public final class ServiceGroup: @unchecked Sendable {
             throw error
         }
 
+        onStarted?()
         var set = sigset_t()
         sigemptyset(&set)
         for s in Self.handledSignals { sigaddset(&set, s) }

@@ -179,6 +179,21 @@ public func signalName(_ sig: Int32) -> String {
     }
 }
 
+/// The path `posix_spawnp` would run for `program` (a `/` in it: the file itself), if executable.
+public func executablePath(_ program: String) -> String? {
+    func isExecutableFile(_ p: String) -> Bool {
+        var st = stat()
+        return stat(p, &st) == 0 && st.st_mode & 0o170000 == 0o100000 && access(p, X_OK) == 0
+    }
+    if program.contains("/") { return isExecutableFile(program) ? program : nil }
+    let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
+        let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + program
+        if isExecutableFile(candidate) { return candidate }
+    }
+    return nil
+}
+
 /// The daemon's own environment as `NAME=value` strings.
 public func currentEnvironment() -> [String] {
     guard let env = GNU.environ?.pointee else { return [] }
