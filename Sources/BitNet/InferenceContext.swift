@@ -102,9 +102,12 @@ public final class InferenceContext: @unchecked Sendable {
         self.lmHeadWeights = model.output
         let hp = model.hp
         var allocs: [UnsafeMutableRawPointer] = []
-        func alloc<T>(_ n: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+        // The KV cache is not zero-filled: positions are always written before they are read, and
+        // untouched pages of a large allocation cost no memory (a 4096-token cache of 2B4T is
+        // 300 MiB, of which a short session touches little).
+        func alloc<T>(_ n: Int, _: T.Type, zero: Bool = true) -> UnsafeMutablePointer<T> {
             let raw = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * MemoryLayout<T>.stride, alignment: 64)
-            raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(n, 1) * MemoryLayout<T>.stride)
+            if zero { raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(n, 1) * MemoryLayout<T>.stride) }
             allocs.append(raw)
             return raw.bindMemory(to: T.self, capacity: max(n, 1))
         }
@@ -128,8 +131,8 @@ public final class InferenceContext: @unchecked Sendable {
         var kc: [UnsafeMutablePointer<UInt16>] = []
         var vc: [UnsafeMutablePointer<UInt16>] = []
         for _ in 0..<hp.layers {
-            kc.append(alloc(hp.kvWidth * contextLength, UInt16.self))
-            vc.append(alloc(hp.kvWidth * contextLength, UInt16.self))
+            kc.append(alloc(hp.kvWidth * contextLength, UInt16.self, zero: false))
+            vc.append(alloc(hp.kvWidth * contextLength, UInt16.self, zero: false))
         }
         kCache = kc
         vCache = vc

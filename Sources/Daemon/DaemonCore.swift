@@ -93,6 +93,13 @@ public final class DaemonCore: @unchecked Sendable {
         }
     }
 
+    /// A sensor reading fed straight into the routes (DESIGN.md §6 "Readings go into routes
+    /// directly"): handled like a message on `topic` whose payload is the reading's fields.
+    public func handle(reading: Reading, topic: String) {
+        let payload = Array(JSON.object(reading.fields).serialized.utf8)
+        handle(MQTTMessage(topic: topic, payload: payload))
+    }
+
     func enqueue(_ job: Job) {
         switch queue.push(job) {
         case .queued:

@@ -113,18 +113,12 @@ public enum DaemonRunner {
     static func checkModel(_ model: ModelConfig) -> Bool {
         do {
             let m = try StartupChecks.estimateMemory(model: model)
-            if let avail = m.availableBytes {
-                let figures = "model \(StartupChecks.mib(m.modelBytes)) + KV cache \(StartupChecks.mib(m.kvCacheBytes)) for \(m.contextLength) tokens = \(StartupChecks.mib(m.total)); MemAvailable \(StartupChecks.mib(avail))"
-                if m.total > avail {
-                    if model.memoryCheck == "refuse" {
-                        logger.critical("not enough memory: \(figures); lower model.context or set model.memory_check: warn")
-                        return false
-                    } else if model.memoryCheck == "warn" {
-                        logger.warning("memory is short: \(figures)")
-                    }
-                } else {
-                    logger.info("memory: \(figures)")
-                }
+            switch StartupChecks.verdict(m, policy: model.memoryCheck) {
+            case .ok(let figures): logger.info("memory: \(figures)")
+            case .warn(let figures): logger.warning("memory is short: \(figures)")
+            case .refuse(let figures):
+                logger.critical("not enough memory: \(figures); lower model.context or set model.memory_check: warn")
+                return false
             }
         } catch {
             logger.critical("model \(model.path): \(error)")

@@ -10,6 +10,13 @@ public enum StartupChecks {
         public var contextLength: Int
         public var availableBytes: Int?
         public var total: Int { modelBytes + kvCacheBytes }
+
+        public init(modelBytes: Int, kvCacheBytes: Int, contextLength: Int, availableBytes: Int?) {
+            self.modelBytes = modelBytes
+            self.kvCacheBytes = kvCacheBytes
+            self.contextLength = contextLength
+            self.availableBytes = availableBytes
+        }
     }
 
     /// Model file size + F16 KV cache (2 × layers × kv_heads × head_dim × context × 2 bytes) for
@@ -29,8 +36,27 @@ public enum StartupChecks {
                               availableBytes: availableMemoryBytes())
     }
 
+    public enum Verdict: Sendable, Equatable {
+        case ok(String)
+        case warn(String)
+        case refuse(String)
+    }
+
+    /// The start-up decision with its figures (`model.memory_check`: refuse, warn or off).
+    public static func verdict(_ m: MemoryEstimate, policy: String) -> Verdict {
+        guard let avail = m.availableBytes else { return .ok("MemAvailable unknown; not checked") }
+        let figures = "model \(mib(m.modelBytes)) + KV cache \(mib(m.kvCacheBytes)) for \(m.contextLength) tokens = \(mib(m.total)); MemAvailable \(mib(avail))"
+        guard m.total > avail else { return .ok(figures) }
+        switch policy {
+        case "refuse": return .refuse(figures)
+        case "warn": return .warn(figures)
+        default: return .ok(figures)
+        }
+    }
+
     public static func mib(_ bytes: Int) -> String {
         let v = Double(bytes) / 1_048_576
+        if v < 10 { return "\(Double(Int(v * 10)) / 10) MiB" }
         return "\(Int(v.rounded())) MiB"
     }
 }

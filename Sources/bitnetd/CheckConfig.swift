@@ -54,7 +54,7 @@ struct CheckConfig: ParsableCommand {
     }
 }
 
-func printErr(_ s: String) {
+private func printErr(_ s: String) {
     var bytes = Array((s + "\n").utf8)
     bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
 }

@@ -340,3 +340,45 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         #expect(String(decoding: buf.prefix(max(0, n)), as: UTF8.self) == "READY=1")
     }
 }
+
+@Suite struct ReadingInputTests {
+    @Test func readingsGoIntoRoutes() throws {
+        let t = RecordingTransport()
+        let core = DaemonCore(config: try testConfig(), backend: FakeBackend(), transport: t)
+        core.startWorker()
+        core.handle(reading: Reading(topicSuffix: "t", fields: ["t": 48.5], timestamp: 0), topic: "sensors/cpu/t")
+        let sent = t.wait(for: 1)
+        #expect(sent.first?.json["route"] == "d")
+        #expect(sent.first?.json["input_topic"] == "sensors/cpu/t")
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+}
+
+@Suite struct StartupCheckTests {
+    @Test func memoryEstimateOfTheGeneratedModel() throws {
+        let c = try testConfig()
+        var model = c.model
+        model.path = Fixture.model
+        model.context = 256
+        let m = try StartupChecks.estimateMemory(model: model)
+        // 2 (K and V) × 2 layers × 2 KV heads × 32 head dim × 256 positions × 2 bytes (F16)
+        #expect(m.kvCacheBytes == 2 * 2 * 2 * 32 * 256 * 2)
+        #expect(m.modelBytes > 100_000)
+        #expect(m.contextLength == 256)
+        model.context = 0
+        #expect(try StartupChecks.estimateMemory(model: model).contextLength == 512) // the file's trained context
+    }
+
+    @Test func verdicts() {
+        let big = StartupChecks.MemoryEstimate(modelBytes: 1_250_000_000, kvCacheBytes: 300 << 20, contextLength: 4096,
+                                               availableBytes: 1 << 30)
+        #expect(StartupChecks.verdict(big, policy: "refuse")
+            == .refuse("model 1192 MiB + KV cache 300 MiB for 4096 tokens = 1492 MiB; MemAvailable 1024 MiB"))
+        if case .warn = StartupChecks.verdict(big, policy: "warn") {} else { Issue.record("expected a warning") }
+        if case .ok = StartupChecks.verdict(big, policy: "off") {} else { Issue.record("expected ok") }
+        var small = big
+        small.availableBytes = 4 << 30
+        if case .ok = StartupChecks.verdict(small, policy: "refuse") {} else { Issue.record("expected ok") }
+    }
+}

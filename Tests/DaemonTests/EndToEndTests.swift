@@ -365,6 +365,26 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
         #expect(observer.wait(for: 1, on: "home/old/door/decision").count == 1, "\(daemon.log)")
     }
 
+    @Test func aRouteDoesNotConsumeItsOwnOutput() throws {
+        let broker = try Broker()
+        let observer = try Observer(port: broker.port, topics: ["loop/#"])
+        let routes = """
+        routes:
+          - name: loop
+            topic: loop/#
+            prompt: "{{topic.1}}:"
+            labels: [a, b]
+            output: {topic: "loop/out/{{topic.1}}"}
+        """
+        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes))
+        defer { daemon.stop() }
+        #expect(daemon.waitForLog("subscribed to loop/#"))
+        mqttPublish(port: broker.port, topic: "loop/x", message: #"{"v":1}"#)
+        #expect(observer.wait(for: 1, on: "loop/out/x").count == 1)
+        usleep(500_000)
+        #expect(observer.messages.map(\.topic) == ["loop/x", "loop/out/x"], "\(daemon.log)")
+    }
+
     @Test func statsArePublishedRetained() throws {
         let broker = try Broker()
         let daemon = DaemonProcess(config: daemonConfig(port: broker.port, statsInterval: 1))

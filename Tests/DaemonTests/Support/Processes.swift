@@ -7,9 +7,17 @@ import Synchronization
 // bitnetd binary, mosquitto_pub as the requesting client and a libmosquitto observer.
 
 enum Fixture {
+    /// `/tmp/bitnetd-e2e-<pid>`; folders of earlier runs whose process is gone are removed.
     static let root: String = {
-        var template = Array("/tmp/bitnetd-e2e-XXXXXX".utf8CString)
-        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix("bitnetd-e2e-") {
+            if let pid = Int32(name.dropFirst("bitnetd-e2e-".count)), kill(pid, 0) != 0 {
+                try? fm.removeItem(atPath: "/tmp/" + name)
+            }
+        }
+        let path = "/tmp/bitnetd-e2e-\(getpid())"
+        try? fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
     }()
 
     /// The built daemon: $BITNETD_BIN, else .build/debug/bitnetd, else .build/release/bitnetd.

@@ -19,9 +19,9 @@ import SensorPlugins
 ///    retried on the same schedule.
 /// On `stop()` the group gets SIGTERM, and SIGKILL after `stop_grace_s` if it is still there.
 ///
-/// Threading: all state lives on one private serial queue; reading the pipes uses Dispatch read
-/// sources on it (no thread blocks on a silent child); one small thread per running child waits
-/// for its exit (`ChildProcess`).
+/// Threading: all state lives on one private serial queue; one small thread per running child
+/// (`ChildProcess`) reads its pipes and waits for its exit and posts both to that queue, so a
+/// silent or slow child blocks only its own thread.
 public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     // @unchecked: every `var` below is touched only on `queue`.
     public static let id = "exec"
@@ -53,14 +53,13 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     private var stopping = false
     private var child: ChildProcess?
     private var childStarted = 0.0
-    private var stdoutSource: DispatchSourceRead?
-    private var stderrSource: DispatchSourceRead?
     private var stdoutLines: LineSplitter
     private var stderrLines: LineSplitter
     private var lineNumber = 0
     private var consecutiveExits = 0
     private var restartGeneration = 0
-    private var stopped: DispatchSemaphore?
+    /// Callers of `stop()` waiting for the child to be reaped.
+    private var stopWaiters: [DispatchSemaphore] = []
 
     public init(settings: PluginSettings, options: Options) {
         precondition(!options.command.isEmpty)
@@ -147,7 +146,8 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
                 done.signal()
                 return
             }
-            stopped = done
+            stopWaiters.append(done)
+            guard stopWaiters.count == 1 else { return }
             sink?.log(.info, "stopping pid \(child.pid) (SIGTERM, SIGKILL after \(JSON.format(options.stopGrace)) s)")
             child.signal(SIGTERM)
             queue.asyncAfter(deadline: .now() + options.stopGrace) { [self] in
@@ -165,10 +165,14 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         guard !stopping, let sink else { return }
         let started: ChildProcess
         do throws(PluginError) {
-            started = try ChildProcess.spawn(options.command, environment: options.environment,
-                                             workingDirectory: options.workingDirectory) { [self] status in
-                queue.async { [self] in exited(status) }
-            }
+            started = try ChildProcess.spawn(
+                options.command, environment: options.environment, workingDirectory: options.workingDirectory,
+                onOutput: { [self] stream, bytes in
+                    queue.async { [self] in
+                        if stream == .stdout { handleStdout(bytes) } else { handleStderr(bytes) }
+                    }
+                },
+                onExit: { [self] status in queue.async { [self] in exited(status) } })
         } catch {
             consecutiveExits += 1
             let delay = restartDelay(after: consecutiveExits)
@@ -182,36 +186,6 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         stdoutLines.reset()
         stderrLines.reset()
         sink.log(.info, "started pid \(started.pid): \(options.command.joined(separator: " "))")
-        stdoutSource = readSource(started.stdoutFD) { [self] bytes in handleStdout(bytes) }
-        stderrSource = readSource(started.stderrFD) { [self] bytes in handleStderr(bytes) }
-    }
-
-    private func readSource(_ fd: Int32, _ handle: @escaping ([UInt8]) -> Void) -> DispatchSourceRead {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [self] in
-            if !readAvailable(fd, handle) { source.cancel() }
-        }
-        source.setCancelHandler { close(fd) }
-        source.resume()
-        return source
-    }
-
-    /// Reads what the pipe holds; false at end of file or on an error.
-    private func readAvailable(_ fd: Int32, _ handle: ([UInt8]) -> Void) -> Bool {
-        var buffer = [UInt8](repeating: 0, count: 16_384)
-        var total = 0
-        while total < 1 << 20 {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                handle(Array(buffer[0..<n]))
-                total += n
-                continue
-            }
-            if n < 0, errno == EINTR { continue }
-            if n < 0, errno == EAGAIN { return true }
-            return false
-        }
-        return true
     }
 
     private func handleStdout(_ bytes: [UInt8]) {
@@ -249,25 +223,15 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
 
     private func exited(_ status: ChildProcess.Status) {
         guard let ended = child else { return }
-        // The group is dead, so the pipes hold all that will ever come: read it before reporting.
-        if let s = stdoutSource, !s.isCancelled {
-            _ = readAvailable(ended.stdoutFD) { handleStdout($0) }
-            s.cancel()
-        }
-        if let s = stderrSource, !s.isCancelled {
-            _ = readAvailable(ended.stderrFD) { handleStderr($0) }
-            s.cancel()
-        }
+        // All output was posted to this queue before the exit: only unterminated last lines remain.
         for piece in stdoutLines.finish() { deliver(piece) }
         for piece in stderrLines.finish() { logStderr(piece) }
-        stdoutSource = nil
-        stderrSource = nil
         child = nil
         let ran = monotonicClock() - childStarted
         if stopping {
             sink?.log(.info, "pid \(ended.pid) \(status) on stop")
-            stopped?.signal()
-            stopped = nil
+            stopWaiters.forEach { $0.signal() }
+            stopWaiters.removeAll()
             return
         }
         if ran >= options.restartMax { consecutiveExits = 0 }

@@ -2,6 +2,7 @@ import Foundation
 import PluginExec
 import PluginTestSupport
 import SensorPlugins
+import Synchronization
 import Testing
 
 /// Exec plugins under a real `PluginHost`, with small shell scripts written into a temp folder.
@@ -203,18 +204,13 @@ import Testing
             pthread_sigmask(SIG_SETMASK, &old, nil)
         }
         let done = DispatchSemaphore(value: 0)
+        let collected = Collected()
         let child = try ChildProcess.spawn(["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status; cut -d' ' -f5 /proc/$$/stat"],
-                                           environment: nil, workingDirectory: nil) { _ in done.signal() }
+                                           environment: nil, workingDirectory: nil,
+                                           onOutput: { stream, bytes in if stream == .stdout { collected.bytes.withLock { $0 += bytes } } },
+                                           onExit: { _ in done.signal() })
         #expect(done.wait(timeout: .now() + 10) == .success)
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(child.stdoutFD, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            output += buffer[0..<n]
-        }
-        close(child.stdoutFD)
-        close(child.stderrFD)
+        let output = collected.bytes.withLock { $0 }
         let text = String(decoding: output, as: UTF8.self)
         func mask(_ name: String) -> UInt64? {
             text.split(separator: "\n").first { $0.hasPrefix(name + ":") }
@@ -310,6 +306,10 @@ import Testing
         let result = try makePlugins(PluginRegistry([ExecPlugin.factory]), yaml: text, file: "sample.yaml")
         #expect(result.errors == [])
     }
+}
+
+final class Collected: Sendable {
+    let bytes = Mutex<[UInt8]>([])
 }
 
 /// A sampled plugin that counts.
