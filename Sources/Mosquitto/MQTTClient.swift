@@ -226,7 +226,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         // MQTT 5 "no local": our own publishes (decisions, errors) are never delivered back to us,
         // so a route whose output topic matches its own filter cannot loop. Not allowed on shared
         // subscriptions (MQTT 5 §3.8.3.1).
-        let noLocal = false && options.version == .v5 && !sub.filter.hasPrefix("$share/") ? Int32(MQTT_SUB_OPT_NO_LOCAL.rawValue) : 0
+        let noLocal = options.version == .v5 && !sub.filter.hasPrefix("$share/") ? Int32(MQTT_SUB_OPT_NO_LOCAL.rawValue) : 0
         let rc = mosquitto_subscribe_v5(mosq, nil, sub.filter, Int32(sub.qos), noLocal, nil)
         if rc != MOSQ_ERR_SUCCESS.rawValue {
             log(.error, "subscribe \(sub.filter): \(String(cString: mosquitto_strerror(rc)))")

@@ -376,7 +376,9 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
             labels: [a, b]
             output: {topic: "loop/out/{{topic.1}}"}
         """
-        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes))
+        // Decisions must fit the payload limit, or the loop would end in an oversize error.
+        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes)
+            .replacingOccurrences(of: "max_payload_bytes: 256", with: "max_payload_bytes: 4096"))
         defer { daemon.stop() }
         #expect(daemon.waitForLog("subscribed to loop/#"))
         mqttPublish(port: broker.port, topic: "loop/x", message: #"{"v":1}"#)
