@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SensorPlugins"),
         .target(
             name: "Daemon",
-            dependencies: ["DaemonConfig", "Mosquitto", "SensorPlugins", "BitNet", "GGUF"]
+            dependencies: ["DaemonConfig", "Mosquitto", "SensorPlugins", "BuiltinPlugins", "BitNet", "GGUF"]
         ),
         .executableTarget(
             name: "bitnetd",

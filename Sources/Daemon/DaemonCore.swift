@@ -18,6 +18,10 @@ public final class DaemonCore: @unchecked Sendable {
         var config: BitnetdConfig
         var transport: MQTTTransport
         var accepting = true
+        /// Reading windows of `input: plugin` routes, per route and reading topic.
+        var windows: [String: ReadingWindow] = [:]
+        /// Home Assistant discovery topics published (retained) under the current configuration.
+        var discoveryTopics: [String] = []
     }
 
     private let state: Mutex<State>
@@ -30,6 +34,8 @@ public final class DaemonCore: @unchecked Sendable {
     private let drainDeadline = Atomic<UInt64>(0)
     private let busy = Atomic<Bool>(false)
     private var worker: pthread_t?
+    /// Debounce state of plugin routes, per route and output topic (used on the inference thread).
+    private let debouncers = Mutex<[String: Debouncer]>([:])
 
     public init(config: BitnetdConfig, backend: InferenceBackend, transport: MQTTTransport) {
         self.backend = backend
@@ -46,14 +52,18 @@ public final class DaemonCore: @unchecked Sendable {
 
     /// Applies a reloaded configuration: routes, limits, queue size and policy. (MQTT and model
     /// changes are the caller's business.)
+    /// Reading windows and debounce state start afresh.
     public func apply(_ config: BitnetdConfig) {
-        let transport = state.withLock { s -> MQTTTransport in
+        let (transport, connected) = state.withLock { s -> (MQTTTransport, Bool) in
             s.router = Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes)
             s.config = config
-            return s.transport
+            s.windows = [:]
+            return (s.transport, s.transport.isConnected)
         }
+        debouncers.withLock { $0 = [:] }
         queue.reconfigure(capacity: config.queue.size, policy: config.queue.overflow)
         transport.setSubscriptions(subscriptions)
+        if connected { publishDiscovery() }
     }
 
     // MARK: Incoming (MQTT thread)
@@ -62,6 +72,30 @@ public final class DaemonCore: @unchecked Sendable {
     public func connected() {
         let (t, topic) = state.withLock { ($0.transport, $0.config.mqtt.statusTopic) }
         try? t.publish(topic: topic, payload: Array("online".utf8), qos: 1, retain: true, properties: MQTTPublishProperties())
+        publishDiscovery()
+    }
+
+    /// Home Assistant discovery: a retained config message per decide route (`homeassistant:`),
+    /// and an empty retained message for each one published before that is no longer configured.
+    public func publishDiscovery() {
+        let (t, config, old) = state.withLock { ($0.transport, $0.config, $0.discoveryTopics) }
+        let plan = HomeAssistantDiscovery.messages(config: config, model: backend.modelName)
+        for line in plan.skipped { logger.info("homeassistant: \(line)") }
+        let fresh = plan.messages.map(\.topic)
+        for topic in old where !fresh.contains(topic) {
+            logger.info("homeassistant: removing \(topic)")
+            try? t.publish(topic: topic, payload: [], qos: 1, retain: true, properties: MQTTPublishProperties())
+        }
+        for m in plan.messages {
+            do {
+                try t.publish(topic: m.topic, payload: Array(m.payload.serialized.utf8), qos: 1, retain: true,
+                              properties: MQTTPublishProperties(contentType: "application/json"))
+            } catch {
+                logger.error("homeassistant: cannot publish \(m.topic): \(error)")
+            }
+        }
+        if !plan.messages.isEmpty { logger.debug("homeassistant: \(plan.messages.count) discovery messages") }
+        state.withLock { $0.discoveryTopics = fresh }
     }
 
     public func handle(_ message: MQTTMessage) {
@@ -94,10 +128,61 @@ public final class DaemonCore: @unchecked Sendable {
     }
 
     /// A sensor reading fed straight into the routes (DESIGN.md §6 "Readings go into routes
-    /// directly"): handled like a message on `topic` whose payload is the reading's fields.
+    /// directly"): each `input: plugin` route whose filter matches `topic` gets it like a message
+    /// on `topic` whose payload is the reading's fields; a windowed route first adds it to its
+    /// window (one per route and topic) and renders `{{window.…}}` from that.
     public func handle(reading: Reading, topic: String) {
+        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let routes = router.readingRoutes(topic: topic)
+        guard !routes.isEmpty, accepting else { return }
         let payload = Array(JSON.object(reading.fields).serialized.utf8)
-        handle(MQTTMessage(topic: topic, payload: payload))
+        let message = MQTTMessage(topic: topic, payload: payload)
+        for route in routes {
+            var window: ReadingWindow?
+            if let w = route.window {
+                let key = route.name + "\u{0}" + topic
+                window = state.withLock { s -> ReadingWindow in
+                    var win = s.windows[key] ?? ReadingWindow(maxCount: w.count, span: w.spanS)
+                    win.append(reading, now: wallClock())
+                    s.windows[key] = win
+                    return win
+                }
+            }
+            switch router.prepare(route: route, message: message, window: window) {
+            case .failure(let bad):
+                publishError(route: route, inputTopic: topic, bad, responseTopic: nil, correlation: nil)
+            case .success(let (prompt, output)):
+                let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
+                              inputTopic: topic, replyTopic: output, isResponse: false, correlationData: nil,
+                              receivedAt: monotonicNanoseconds(), expiresAt: nil)
+                enqueue(job)
+            }
+        }
+    }
+
+    /// Publishes a plugin reading on `topic` (plugins with `publish: true`), payload
+    /// `{"ts": …, fields…}` (DESIGN.md §6).
+    public func publish(reading: Reading, topic: String) {
+        let t = transport
+        let doc = reading.payload(ts: .string(isoTimestamp(reading.timestamp)))
+        do {
+            try t.publish(topic: topic, payload: Array(doc.serialized.utf8), qos: 0, retain: false,
+                          properties: MQTTPublishProperties(contentType: "application/json"))
+        } catch {
+            logger.debug("cannot publish a reading to \(topic): \(error)")
+        }
+    }
+
+    /// A plugin's run-time problem: one log line and an error document (DESIGN.md §8) on the
+    /// daemon's error topic, `route` null, `input_topic` the plugin's base topic.
+    public func publishPluginError(_ settings: PluginSettings, _ error: PluginError) {
+        stats.error()
+        let (t, topic, prefix) = state.withLock { ($0.transport, $0.config.mqtt.errorTopic, $0.config.mqtt.topicPrefix) }
+        logger.warning("plugin \(settings.name) (\(settings.id)): \(error.code): \(error.message)")
+        let doc = Payloads.error(route: nil, inputTopic: settings.baseTopic(prefix: prefix), error: error.code,
+                                 detail: "plugin \(settings.name): \(error.message)", ts: isoTimestamp())
+        try? t.publish(topic: topic, payload: Array(doc.serialized.utf8), qos: 1, retain: false,
+                       properties: MQTTPublishProperties(contentType: "application/json"))
     }
 
     func enqueue(_ job: Job) {
@@ -161,6 +246,7 @@ public final class DaemonCore: @unchecked Sendable {
                 let top = r.probabilities[r.best]
                 let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
                 let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+                if !debounced(job, value: label) { return }
                 let doc = Payloads.decision(
                     route: route.name, inputTopic: job.inputTopic, label: label,
                     probabilities: Array(zip(r.labels, r.probabilities)), text: nil,
@@ -179,6 +265,7 @@ public final class DaemonCore: @unchecked Sendable {
                     return
                 }
                 let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+                if !debounced(job, value: r.text) { return }
                 let doc = Payloads.decision(
                     route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
                     promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
@@ -190,6 +277,21 @@ public final class DaemonCore: @unchecked Sendable {
         } catch {
             fail(job, BadInput("inference_failed", "\(error)"))
         }
+    }
+
+    /// False when a `debounce:` route must hold this decision back (same as the last one
+    /// published, or too soon after it).
+    private func debounced(_ job: Job, value: String) -> Bool {
+        guard let d = job.route.debounce else { return true }
+        let key = job.route.name + "\u{0}" + job.replyTopic
+        let publish = debouncers.withLock { all in
+            var deb = all[key] ?? Debouncer(onChange: d.onChange, minInterval: d.minIntervalS)
+            let ok = deb.shouldPublish(value, now: monotonicClock())
+            all[key] = deb
+            return ok
+        }
+        if !publish { logger.debug("route \(job.route.name): decision '\(value)' held back (debounce)") }
+        return publish
     }
 
     // MARK: Publishing

@@ -2,6 +2,7 @@ import BitNet
 import DaemonConfig
 import Glibc
 import Mosquitto
+import SensorPlugins
 
 /// The process around `DaemonCore`: signals, configuration, start-up checks, the engine, the
 /// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
@@ -32,6 +33,14 @@ public enum DaemonRunner {
         Logger.level = Logger.Level(name: config.log.level) ?? .info
         logger.info("configuration \(config.files.joined(separator: ", ")): \(config.routes.count) routes, \(config.plugins.count) plugins")
 
+        let plugins: [any SensorPlugin]
+        switch PluginSetup.build(config) {
+        case .success(let p): plugins = p
+        case .failure(let e):
+            for err in e.errors { logger.error("\(err)") }
+            return 1
+        }
+
         guard checkModel(config.model) else { return 1 }
 
         let engine: Engine
@@ -57,15 +66,18 @@ public enum DaemonRunner {
             logger.critical("\(error)")
             return 3
         }
-        // Dependency order: answers need the broker connection, so MQTT starts first and stops last.
-        let group = ServiceGroup(services: [mqtt, InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS })],
+        // Dependency order: answers need the broker connection, so MQTT starts first and stops last;
+        // plugins feed readings to both, so they start last and stop first.
+        let pluginService = PluginService(core: core, plugins: plugins)
+        let group = ServiceGroup(services: [mqtt, InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS }),
+                                            pluginService],
                                  logger: logger)
         var current = config
         var lastStats = monotonicNanoseconds()
         var lastWatchdog = monotonicNanoseconds()
         group.onReload = {
             notifier.notify("RELOADING=1")
-            if let updated = reload(configPath, current: current, core: core, mqtt: mqtt) { current = updated }
+            if let updated = reload(configPath, current: current, core: core, mqtt: mqtt, plugins: pluginService) { current = updated }
             notifier.notify("READY=1")
         }
         group.onTick = {
@@ -83,7 +95,8 @@ public enum DaemonRunner {
 
         logger.info("broker \(config.mqtt.tls.enabled ? "mqtts" : "mqtt")://\(config.mqtt.host):\(config.mqtt.port) as \(config.mqtt.clientID), MQTT \(config.mqtt.protocolVersion.rawValue), status on \(config.mqtt.statusTopic)")
         for r in config.routes {
-            logger.info("route \(r.name): \(r.subscription) → \(r.task.rawValue) → \(r.outputTopic.source)")
+            let from = r.input == .plugin ? "plugin readings on \(r.topic)" : r.subscription
+            logger.info("route \(r.name): \(from) → \(r.task.rawValue) → \(r.outputTopic.source)")
         }
         // READY once the services run; the broker connection itself may come later (backoff).
         group.onStarted = { notifier.notify("READY=1\nSTATUS=running") }
@@ -183,7 +196,8 @@ public enum DaemonRunner {
     }
 
     /// SIGHUP: the new configuration or nil (reported, old one kept).
-    static func reload(_ path: String, current: BitnetdConfig, core: DaemonCore, mqtt: MQTTService) -> BitnetdConfig? {
+    static func reload(_ path: String, current: BitnetdConfig, core: DaemonCore, mqtt: MQTTService,
+                       plugins pluginService: PluginService) -> BitnetdConfig? {
         let updated: BitnetdConfig
         do {
             updated = try ConfigLoader.load(path: path)
@@ -195,14 +209,21 @@ public enum DaemonRunner {
             logger.error("SIGHUP: \(error); keeping the running configuration")
             return nil
         }
+        let plugins: [any SensorPlugin]
+        switch PluginSetup.build(updated) {
+        case .success(let p): plugins = p
+        case .failure(let e):
+            logger.error("SIGHUP: the new configuration has \(e.errors.count) plugin error(s); keeping the running one")
+            for err in e.errors { logger.error("\(err)") }
+            return nil
+        }
         if updated.model != current.model {
             logger.warning("SIGHUP: model settings changed; they take effect at the next restart")
         }
-        if updated.plugins != current.plugins {
-            logger.info("SIGHUP: plugin list changed (\(updated.plugins.count) plugins)")
-        }
         Logger.level = Logger.Level(name: updated.log.level) ?? .info
+        // Plugins restart with the new list (a new host), after the routes they feed are in place.
         core.apply(updated)
+        pluginService.replace(with: plugins)
         if updated.mqtt != current.mqtt {
             do {
                 let fresh = try makeClient(updated.mqtt, core: core)
@@ -212,7 +233,7 @@ public enum DaemonRunner {
                 logger.error("SIGHUP: cannot apply the MQTT settings: \(error); keeping the current connection")
             }
         }
-        logger.info("SIGHUP: configuration reloaded: \(updated.routes.count) routes")
+        logger.info("SIGHUP: configuration reloaded: \(updated.routes.count) routes, \(plugins.count) plugins")
         return updated
     }
 }

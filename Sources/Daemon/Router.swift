@@ -17,7 +17,7 @@ public struct Router: Sendable {
     /// Subscriptions for all routes, one per distinct filter (highest QoS wins).
     public var subscriptions: [MQTTSubscription] {
         var out: [MQTTSubscription] = []
-        for r in routes {
+        for r in routes where r.input != .plugin {
             if let i = out.firstIndex(where: { $0.filter == r.subscription }) {
                 out[i].qos = max(out[i].qos, r.qos)
             } else {
@@ -27,12 +27,18 @@ public struct Router: Sendable {
         return out
     }
 
+    /// Routes fed by MQTT messages on `topic`.
     public func matchingRoutes(topic: String) -> [RouteConfig] {
-        routes.filter { topicMatches(filter: $0.topic, topic: topic) }
+        routes.filter { $0.input != .plugin && topicMatches(filter: $0.topic, topic: topic) }
+    }
+
+    /// Routes fed by plugin readings (`input: plugin`) whose filter matches the reading's topic.
+    public func readingRoutes(topic: String) -> [RouteConfig] {
+        routes.filter { $0.input == .plugin && topicMatches(filter: $0.topic, topic: topic) }
     }
 
     /// The rendered prompt and output topic for one route, or the bad-input reason.
-    public func prepare(route: RouteConfig, message: MQTTMessage) -> Result<(prompt: String, outputTopic: String), BadInput> {
+    public func prepare(route: RouteConfig, message: MQTTMessage, window: ReadingWindow? = nil) -> Result<(prompt: String, outputTopic: String), BadInput> {
         if message.payload.count > maxPayloadBytes {
             return .failure(BadInput("oversize", "payload is \(message.payload.count) bytes; the limit (limits.max_payload_bytes) is \(maxPayloadBytes)"))
         }
@@ -41,7 +47,7 @@ public struct Router: Sendable {
             return .failure(BadInput("invalid_utf8", "payload is not valid UTF-8 (first bad byte at offset \(offset))"))
         }
         var json: JSON?
-        if route.input == .json {
+        if route.input == .json || route.input == .plugin {
             do {
                 json = try JSON.parse(message.payload)
             } catch {
@@ -53,25 +59,41 @@ public struct Router: Sendable {
         }
         let levels = message.topic.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         let prompt: String
-        switch render(route.prompt, route: route, payloadText: text, json: json, levels: levels) {
+        switch render(route.prompt, route: route, payloadText: text, json: json, levels: levels, window: window) {
         case .success(let s): prompt = s
         case .failure(let e): return .failure(e)
         }
         let output: String
-        switch render(route.outputTopic, route: route, payloadText: text, json: json, levels: levels) {
+        switch render(route.outputTopic, route: route, payloadText: text, json: json, levels: levels, window: window) {
         case .success(let s): output = s
         case .failure(let e): return .failure(e)
         }
         return .success((prompt, output))
     }
 
-    func render(_ template: Template, route: RouteConfig, payloadText: String, json: JSON?, levels: [String]) -> Result<String, BadInput> {
+    func render(_ template: Template, route: RouteConfig, payloadText: String, json: JSON?, levels: [String],
+                window: ReadingWindow? = nil) -> Result<String, BadInput> {
         var out = ""
         for part in template.parts {
             switch part {
             case .text(let s): out += s
             case .payload: out += payloadText
             case .route: out += route.name
+            case .window(let path):
+                guard let window else {
+                    return .failure(BadInput("missing_field", "template '\(template.source)' reads window.\(path), but the route has no window"))
+                }
+                switch window.resolve(path) {
+                case .failure(let e): return .failure(BadInput("missing_field", e.description))
+                case .success(let v):
+                    switch v {
+                    case .string(let s): out += s
+                    case .number(let d): out += JSON.format((d * 1000).rounded() / 1000) // 3 decimals in prompts
+                    case .bool(let b): out += b ? "true" : "false"
+                    case .null: return .failure(BadInput("wrong_type", "window.\(path) is null"))
+                    case .array, .object: out += v.serialized
+                    }
+                }
             case .topicLevel(let n):
                 guard n < levels.count else {
                     return .failure(BadInput("missing_field", "template '\(template.source)' reads topic level \(n), but topic '\(levels.joined(separator: "/"))' has \(levels.count) levels"))

@@ -1,7 +1,7 @@
 import Glibc
 
 extension BitnetdConfig {
-    static let topKeys = ["model", "mqtt", "queue", "limits", "stats", "log", "routes", "plugins"]
+    static let topKeys = ["model", "mqtt", "queue", "limits", "stats", "log", "routes", "plugins", "homeassistant"]
 
     /// Every key of the schema by section (`routes` = the keys of one route); `etc/bitnetd.yaml`
     /// documents each of them (checked by a test).
@@ -18,6 +18,9 @@ extension BitnetdConfig {
         "log": ["level"],
         "routes": routeKeys,
         "routes.output": ["topic", "qos", "retain"],
+        "routes.window": ["count", "span_s"],
+        "routes.debounce": ["on_change", "min_interval_s"],
+        "homeassistant": ["enabled", "prefix", "node_id", "device_name"],
     ]
 
     /// Reads a merged node tree into a typed configuration, collecting every problem.
@@ -99,6 +102,22 @@ extension BitnetdConfig {
             }
         }
 
+        let h = top.map("homeassistant", known: schemaKeys["homeassistant"]!)
+        let haPrefix = h.string("prefix", default: "homeassistant")
+        if let problem = topicNameProblem(haPrefix) {
+            context.error(h.markOf("prefix"), h.keyPath("prefix"), problem)
+        }
+        let defaultNode = String(String.UnicodeScalarView(mqtt.clientID.unicodeScalars.map {
+            ($0.isASCII && (($0.value >= 48 && $0.value <= 57) || ($0.value >= 65 && $0.value <= 90)
+                || ($0.value >= 97 && $0.value <= 122) || $0 == "_" || $0 == "-")) ? $0 : "_"
+        }))
+        let nodeID = h.string("node_id", default: defaultNode)
+        if nodeID.isEmpty || !nodeID.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }) {
+            context.error(h.markOf("node_id"), h.keyPath("node_id"), "expected letters, digits, '_' and '-', got '\(nodeID)'")
+        }
+        let homeAssistant = HomeAssistantConfig(enabled: h.bool("enabled", default: false), prefix: haPrefix,
+                                                nodeID: nodeID, deviceName: h.string("device_name", default: "bitnetd \(nodeID)"))
+
         var marks: [String: Mark] = ["model.path": model.pathMark]
         if let mn = top.node("mqtt") {
             if let n = mn["password_file"] { marks["mqtt.password_file"] = n.mark }
@@ -107,7 +126,7 @@ extension BitnetdConfig {
             }
         }
         return BitnetdConfig(model: model, mqtt: mqtt, queue: queue, limits: limits, stats: stats, log: log,
-                             routes: routes, plugins: plugins, files: files, fileMarks: marks)
+                             routes: routes, homeAssistant: homeAssistant, plugins: plugins, files: files, fileMarks: marks)
     }
 
     static func decodeMQTT(_ m: MapReader, context: ConfigContext) -> MQTTConfig {
@@ -136,7 +155,10 @@ extension BitnetdConfig {
             }
         }
         var hostname = [UInt8](repeating: 0, count: 256)
-        gethostname(&hostname, 255)
+        // Through an explicit buffer pointer: Swift 6.0.3 passes `&hostname` (a [UInt8] to a
+        // `char *` parameter) as the address of the array variable, and gethostname then
+        // overwrites the array reference (SIGBUS on aarch64, SIGSEGV on x86_64).
+        _ = hostname.withUnsafeMutableBytes { gethostname($0.baseAddress!.assumingMemoryBound(to: CChar.self), 255) }
         let defaultID = "bitnetd-" + String(decoding: hostname.prefix { $0 != 0 }, as: UTF8.self)
 
         let t = m.map("tls", known: schemaKeys["mqtt.tls"]!)
@@ -184,7 +206,7 @@ extension BitnetdConfig {
 
     static let routeKeys = [
         "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
-        "max_tokens", "temperature", "stop", "output", "error_topic",
+        "max_tokens", "temperature", "stop", "output", "error_topic", "window", "debounce",
     ]
 
     static func decodeRoute(_ node: YAMLNode, path: String, mqtt: MQTTConfig, context: ConfigContext) -> RouteConfig? {
@@ -203,7 +225,35 @@ extension BitnetdConfig {
         if let g = group, g.isEmpty || g.contains("/") || g.contains("+") || g.contains("#") {
             context.error(r.markOf("shared_group"), r.keyPath("shared_group"), "a group name cannot be empty or contain '/', '+' or '#'")
         }
-        let input = RouteInput(rawValue: r.choice("input", ["json", "text"], default: "json"))!
+        let input = RouteInput(rawValue: r.choice("input", ["json", "text", "plugin"], default: "json"))!
+        if input == .plugin && r.has("shared_group") {
+            context.error(r.keyMarkOf("shared_group"), r.keyPath("shared_group"), "a plugin route reads local readings, not MQTT; it takes no shared_group")
+        }
+        var window: WindowConfig?
+        if r.has("window") {
+            let w = r.map("window", known: schemaKeys["routes.window"]!)
+            if input != .plugin {
+                context.error(r.keyMarkOf("window"), r.keyPath("window"), "windows are for routes fed by plugin readings (input: plugin)")
+            }
+            let count: Int? = w.has("count") ? w.int("count", default: 1, range: 1...10_000) : nil
+            let span: Double? = w.has("span_s") ? w.double("span_s", default: 60, range: 0.001...31_536_000) : nil
+            if w.isValid && count == nil && span == nil {
+                context.error(r.markOf("window"), r.keyPath("window"), "a window needs count, span_s or both")
+            }
+            if count != nil || span != nil { window = WindowConfig(count: count, spanS: span) }
+        }
+        var debounce: DebounceConfig?
+        if r.has("debounce") {
+            let d = r.map("debounce", known: schemaKeys["routes.debounce"]!)
+            if input != .plugin {
+                context.error(r.keyMarkOf("debounce"), r.keyPath("debounce"), "debounce is for routes fed by plugin readings (input: plugin)")
+            }
+            let minInterval: Double? = d.has("min_interval_s") ? d.double("min_interval_s", default: 0, range: 0...86_400) : nil
+            debounce = DebounceConfig(onChange: d.bool("on_change", default: false), minIntervalS: minInterval)
+            if d.isValid && !debounce!.onChange && minInterval == nil {
+                context.error(r.markOf("debounce"), r.keyPath("debounce"), "set on_change: true, min_interval_s or both")
+            }
+        }
         let task = RouteTask(rawValue: r.choice("task", ["decide", "generate"], default: "decide"))!
 
         var prompt = Template(parts: [], source: "")
@@ -213,6 +263,10 @@ extension BitnetdConfig {
                 prompt = t
                 if input == .text && t.readsFields {
                     context.error(r.markOf("prompt"), r.keyPath("prompt"), "a text route has no JSON fields; use {{payload}}")
+                }
+                if t.readsWindow && window == nil {
+                    context.error(r.markOf("prompt"), r.keyPath("prompt"),
+                                  "{{window.…}} needs a reading window on the route: input: plugin and window: {count: N} and/or {span_s: S}")
                 }
             case .failure(let e):
                 context.error(r.markOf("prompt"), r.keyPath("prompt"), e.message)
@@ -281,6 +335,7 @@ extension BitnetdConfig {
             outputQoS: o.int("qos", default: 1, range: 0...2),
             retain: o.bool("retain", default: false),
             errorTopic: errorTopic,
+            window: window, debounce: debounce,
             mark: node.mark
         )
     }

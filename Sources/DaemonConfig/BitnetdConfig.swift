@@ -7,6 +7,8 @@ public struct BitnetdConfig: Sendable, Equatable {
     public var stats: StatsConfig
     public var log: LogConfig
     public var routes: [RouteConfig]
+    /// Home Assistant MQTT discovery of decide routes.
+    public var homeAssistant: HomeAssistantConfig
     /// Plugin entries, kept as nodes for the plugin host; only `id` is checked here.
     public var plugins: [PluginConfig]
     /// Files read, in merge order (main file first, then conf.d).
@@ -121,6 +123,33 @@ public enum RouteTask: String, Sendable, Equatable {
 public enum RouteInput: String, Sendable, Equatable {
     case json
     case text
+    /// Sensor-plugin readings (not MQTT): the route's topic filter is matched against reading
+    /// topics and the payload is the reading's fields as a JSON object.
+    case plugin
+}
+
+/// The last readings a plugin route decides on (`window:`): the last `count`, those of the last
+/// `spanS` seconds, or both.
+public struct WindowConfig: Sendable, Equatable {
+    public var count: Int?
+    public var spanS: Double?
+}
+
+/// When a plugin route publishes its decision (`debounce:`).
+public struct DebounceConfig: Sendable, Equatable {
+    public var onChange: Bool
+    public var minIntervalS: Double?
+}
+
+/// `homeassistant:` — MQTT discovery of decide routes as Home Assistant sensors.
+public struct HomeAssistantConfig: Sendable, Equatable {
+    public var enabled: Bool
+    /// Discovery prefix (Home Assistant's default is `homeassistant`).
+    public var prefix: String
+    /// The `<node_id>` level of discovery topics and the device identifier.
+    public var nodeID: String
+    /// Device name shown in Home Assistant.
+    public var deviceName: String
 }
 
 public struct RouteConfig: Sendable, Equatable {
@@ -140,6 +169,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var outputQoS: Int
     public var retain: Bool
     public var errorTopic: String
+    public var window: WindowConfig?
+    public var debounce: DebounceConfig?
     public var mark: Mark
 
     /// What is sent in SUBSCRIBE: the filter, or `$share/<group>/<filter>`.

@@ -4,7 +4,10 @@
 ///   error when rendering, never an empty string);
 /// - `{{topic.N}}` reads the N-th level (0-based) of the message's topic;
 /// - `{{payload}}` is the whole payload text (the input of `input: text` routes);
-/// - `{{route}}` is the route's name.
+/// - `{{route}}` is the route's name;
+/// - `{{window.count}}`, `{{window.last[.F]}}`, `{{window.mean.F}}`, `{{window.min.F}}`,
+///   `{{window.max.F}}`, `{{window.list.F}}` read the reading window of an `input: plugin` route
+///   with `window:` (checked when the route is decoded; resolved by the daemon).
 /// Templates are parsed when the configuration is read, so syntax problems are config errors with
 /// a file position rather than per-message failures.
 public struct Template: Sendable, Equatable, CustomStringConvertible {
@@ -14,6 +17,9 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
         case topicLevel(Int)
         case payload
         case route
+        /// `{{window.…}}` of a route with a reading window: the path after `window.`, e.g.
+        /// `mean.temp_c` (resolved by the daemon through `ReadingWindow.resolve`).
+        case window(String)
     }
 
     public let parts: [Part]
@@ -52,7 +58,23 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
                 }
                 part = .topicLevel(n)
             } else if name == "window" || name.hasPrefix("window.") {
-                return .failure(TemplateError(message: "'{{\(name)}}': reading windows are not supported yet"))
+                let rest = name.hasPrefix("window.") ? String(name.dropFirst(7)) : ""
+                let op = rest.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+                let ops = ["count", "last", "mean", "min", "max", "list"]
+                guard let first = op.first, ops.contains(String(first)) else {
+                    return .failure(TemplateError(message: "'{{\(name)}}': expected window.count, window.last[.F], window.mean.F, window.min.F, window.max.F or window.list.F"))
+                }
+                let field = op.count > 1 ? String(op[1]) : nil
+                if first == "count" && field != nil {
+                    return .failure(TemplateError(message: "'{{\(name)}}': window.count takes no field"))
+                }
+                if ["mean", "min", "max", "list"].contains(String(first)) && (field ?? "").isEmpty {
+                    return .failure(TemplateError(message: "'{{\(name)}}': window.\(first) needs a field, e.g. window.\(first).temp_c"))
+                }
+                if first == "last" && field == "" {
+                    return .failure(TemplateError(message: "'{{\(name)}}': missing field name after 'last.'"))
+                }
+                part = .window(rest)
             } else {
                 let path = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
                 guard path.allSatisfy({ !$0.isEmpty }) else {
@@ -69,6 +91,11 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
         literal += rest
         if !literal.isEmpty { parts.append(.text(literal)) }
         return .success(Template(parts: parts, source: source))
+    }
+
+    /// True if the template reads a reading window (`{{window.…}}`).
+    public var readsWindow: Bool {
+        parts.contains { if case .window = $0 { return true } else { return false } }
     }
 
     /// True if the template reads the payload as JSON fields.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Daemon
 import DaemonConfig
 import GGUF
 import Glibc
@@ -31,6 +32,9 @@ struct CheckConfig: ParsableCommand {
             throw ExitCode(2)
         }
         var problems: [String] = []
+        if case .failure(let e) = PluginSetup.build(loaded) {
+            problems += e.errors.map(\.description)
+        }
         do {
             let file = try GGUFFile(path: loaded.model.path)
             if let arch = file.architecture, !GGUFFile.bitnetArchitectures.contains(arch), arch != "llama" {

@@ -344,7 +344,16 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
 @Suite struct ReadingInputTests {
     @Test func readingsGoIntoRoutes() throws {
         let t = RecordingTransport()
-        let core = DaemonCore(config: try testConfig(), backend: FakeBackend(), transport: t)
+        // Readings reach `input: plugin` routes only (PluginRouteTests covers windows and debounce).
+        let routes = """
+        routes:
+          - name: d
+            topic: sensors/+/t
+            input: plugin
+            prompt: "T={{t}} in {{topic.1}}:"
+            labels: [ok, hot]
+        """
+        let core = DaemonCore(config: try testConfig(routes: routes), backend: FakeBackend(), transport: t)
         core.startWorker()
         core.handle(reading: Reading(topicSuffix: "t", fields: ["t": 48.5], timestamp: 0), topic: "sensors/cpu/t")
         let sent = t.wait(for: 1)

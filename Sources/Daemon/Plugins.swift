@@ -1,0 +1,103 @@
+import BuiltinPlugins
+import DaemonConfig
+import SensorPlugins
+import Synchronization
+
+extension PluginNode {
+    /// Converts the config module's opaque node (what `DaemonConfig.PluginConfig.node` holds).
+    init(_ n: YAMLNode) {
+        func m(_ m: Mark) -> SourceMark { SourceMark(file: m.file, line: m.line, column: m.column) }
+        switch n.content {
+        case .scalar(let s, let plain): self.init(.scalar(s, plain: plain), mark: m(n.mark))
+        case .sequence(let items): self.init(.sequence(items.map(PluginNode.init)), mark: m(n.mark))
+        case .mapping(let entries):
+            self.init(.mapping(entries.map { .init(key: $0.key, keyMark: m($0.keyMark), value: PluginNode($0.value)) }),
+                      mark: m(n.mark))
+        }
+    }
+}
+
+/// Builds the configured sensor plugins from the built-in registry (DESIGN.md §6).
+public enum PluginSetup {
+    /// The plugins of `config.plugins`, or every problem as a `ConfigError`
+    /// (`FILE:LINE:COL: plugins[i].key: message`), for `run`, SIGHUP and `check-config`.
+    public static func build(_ config: BitnetdConfig) -> Result<[any SensorPlugin], ConfigErrors> {
+        do throws(PluginConfigErrors) {
+            return .success(try BuiltinPlugins.registry.makePlugins(config.plugins.map { PluginNode($0.node) }))
+        } catch {
+            return .failure(ConfigErrors(error.errors.map {
+                ConfigError(Mark(file: $0.mark.file, line: $0.mark.line, column: $0.mark.column), $0.path, $0.message)
+            }))
+        }
+    }
+}
+
+/// The plugin host as a service: starts after MQTT (readings are published and decided on), stops
+/// before the inference thread and MQTT. `replace` swaps in a new host with a new plugin list
+/// (SIGHUP).
+final class PluginService: Service {
+    let name = "plugins"
+    private let core: DaemonCore
+    private let logger = Logger(label: "plugins")
+    private let state: Mutex<(host: PluginHost?, plugins: [any SensorPlugin], running: Bool)>
+
+    init(core: DaemonCore, plugins: [any SensorPlugin]) {
+        self.core = core
+        state = Mutex((nil, plugins, false))
+    }
+
+    func start() throws {
+        let plugins = state.withLock { s -> [any SensorPlugin] in
+            s.running = true
+            return s.plugins
+        }
+        let host = launch(plugins)
+        state.withLock { $0.host = host }
+    }
+
+    /// Stops the running host and starts a new one with `plugins`.
+    func replace(with plugins: [any SensorPlugin]) {
+        let (old, running) = state.withLock { s -> (PluginHost?, Bool) in
+            let old = s.host
+            s.host = nil
+            s.plugins = plugins
+            return (old, s.running)
+        }
+        old?.stop()
+        guard running else { return }
+        let host = launch(plugins)
+        state.withLock { $0.host = host }
+    }
+
+    func stop() {
+        let old = state.withLock { s -> PluginHost? in
+            s.running = false
+            defer { s.host = nil }
+            return s.host
+        }
+        old?.stop()
+    }
+
+    private func launch(_ plugins: [any SensorPlugin]) -> PluginHost? {
+        guard !plugins.isEmpty else { return nil }
+        let logger = self.logger
+        let host = PluginHost { level, message in
+            switch level {
+            case .debug: logger.debug(message)
+            case .info: logger.info(message)
+            case .notice: logger.notice(message)
+            case .warning: logger.warning(message)
+            case .error: logger.error(message)
+            }
+        }
+        let core = self.core
+        host.start(plugins: plugins, onReading: { settings, reading in
+            let topic = settings.topic(for: reading, prefix: core.config.mqtt.topicPrefix)
+            if settings.publish { core.publish(reading: reading, topic: topic) }
+            core.handle(reading: reading, topic: topic)
+        }, onError: { settings, error in
+            core.publishPluginError(settings, error)
+        })
+        return host
+    }
+}
