@@ -39,7 +39,6 @@ public enum HomeAssistantDiscovery {
             let doc: JSON = .object([
                 "name": .string(route.name),
                 "unique_id": .string(uniqueID),
-                "object_id": .string(uniqueID),
                 "state_topic": .string(stateTopic),
                 "value_template": .string("{{ value_json.label }}"),
                 "json_attributes_topic": .string(stateTopic),

@@ -94,7 +94,7 @@ import Testing
     @Test func killedBySignalAndFinalLineWithoutNewline() async throws {
         let dir = try TempDir("exec")
         defer { dir.remove() }
-        let p = try plugin(dir, script: "printf '{\"last\": true}'\nkill -SEGV $$", restartMin: 5, restartMax: 5)
+        let p = try plugin(dir, script: "printf '{\"last\": true}'\nkill -SEGV $$", restartMin: 60, restartMax: 60)
         let rec = Recorder()
         let host = PluginHost(log: rec.log)
         host.start(plugins: [p], onReading: rec.onReading, onError: rec.onError)
@@ -103,7 +103,7 @@ import Testing
         #expect(rec.readings.map(\.fields) == [["last": true]], "\(rec.errors) \(rec.logs)")
         #expect(rec.errors.count == 1)
         #expect(rec.errors.first?.message.contains("was killed by signal 11 (SIGSEGV) after") == true)
-        #expect(rec.errors.first?.message.hasSuffix("restarting in 5 s") == true)
+        #expect(rec.errors.first?.message.hasSuffix("restarting in 60 s") == true)
     }
 
     @Test func stopKillsAChildThatIgnoresSIGTERMWithinTheGracePeriod() async throws {
