@@ -33,6 +33,9 @@ public final class DaemonCore: @unchecked Sendable {
     /// Monotonic ns after which queued jobs are answered with `shutting_down` instead of computed; 0 = none.
     private let drainDeadline = Atomic<UInt64>(0)
     private let busy = Atomic<Bool>(false)
+    /// Set by a reload; the inference thread drops the engine's prefix cache before its next job
+    /// (the engine is not thread-safe, so it is never touched from the reload thread).
+    private let prefixCacheStale = Atomic<Bool>(false)
     private var worker: pthread_t?
     /// Debounce state of plugin routes, per route and output topic (used on the inference thread).
     private let debouncers = Mutex<[String: Debouncer]>([:])
@@ -60,6 +63,7 @@ public final class DaemonCore: @unchecked Sendable {
             s.windows = [:]
             return (s.transport, s.transport.isConnected)
         }
+        prefixCacheStale.store(true, ordering: .releasing)
         debouncers.withLock { $0 = [:] }
         queue.reconfigure(capacity: config.queue.size, policy: config.queue.overflow)
         transport.setSubscriptions(subscriptions)
@@ -237,6 +241,9 @@ public final class DaemonCore: @unchecked Sendable {
         if let e = job.expiresAt, monotonicNanoseconds() > e {
             fail(job, BadInput("expired", "the request's MQTT message expiry passed before it could run"))
             return
+        }
+        if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
+            backend.invalidatePrefixCache()
         }
         let route = job.route
         do {

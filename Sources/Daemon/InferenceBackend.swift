@@ -8,6 +8,12 @@ public protocol InferenceBackend: AnyObject, Sendable {
     /// prompt prefix is computed once.
     func decide(prompt: String, labels: [String], cacheKey: String) throws -> DecideResult
     func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult
+    /// Drops every cached prompt prefix (after a config reload). Called on the inference thread.
+    func invalidatePrefixCache()
+}
+
+extension InferenceBackend {
+    public func invalidatePrefixCache() {}
 }
 
 extension Engine: InferenceBackend {}

@@ -62,6 +62,9 @@ final class FakeBackend: InferenceBackend {
                             promptTokens: 10, cachedTokens: 4, elapsedMs: 1)
     }
 
+    let invalidations = Atomic<Int>(0)
+    func invalidatePrefixCache() { invalidations.add(1, ordering: .relaxed) }
+
     func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult {
         passGate()
         order.withLock { $0.append(prompt) }
@@ -110,6 +113,23 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         #expect(sent.first?.topic == "bitnetd/decision/d")
         #expect(sent.first?.json["label"] == "unsure")
         #expect(sent.first?.json["probabilities"] == .object(["ok": 0.45, "hot": 0.55]))
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
+    @Test func reloadDropsThePrefixCacheBeforeTheNextJob() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        let core = DaemonCore(config: try testConfig(), backend: backend, transport: t)
+        core.startWorker()
+        core.handle(message("sensors/attic/t", #"{"t":31.5}"#))
+        _ = t.wait(for: 1)
+        #expect(backend.invalidations.load(ordering: .relaxed) == 0)
+        core.apply(try testConfig())
+        #expect(backend.invalidations.load(ordering: .relaxed) == 0, "only the inference thread touches the engine")
+        core.handle(message("sensors/attic/t", #"{"t":32.5}"#))
+        _ = t.wait(for: 2)
+        #expect(backend.invalidations.load(ordering: .relaxed) == 1)
         core.beginShutdown(drainTimeoutS: 1)
         core.finishShutdown()
     }
