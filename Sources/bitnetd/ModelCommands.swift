@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitNet
 import GGUF
+import SensorPlugins
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,30 +52,10 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
+/// JSON text of a string and of a number, through the daemon's JSON encoder (one escaping rule).
+func jsonString(_ s: String) -> String { JSON.string(s).serialized }
 
-func jsonNumber(_ v: Double) -> String {
-    v.isFinite ? "\(v)" : "null"
-}
+func jsonNumber(_ v: Double) -> String { JSON.format(v) }
 
 // MARK: - inspect
 
