@@ -572,8 +572,31 @@ public final class InferenceContext: @unchecked Sendable {
         }
     }
 
+    /// The Q8_0 copy multiplies int8 by int8: the inputs are quantized to Q8_0 blocks first
+    /// (an approximation on top of the copy's own; `bench --lm-head-eval` measures both together).
+    private func quantizedInput(_ xin: UnsafePointer<Float>, nt: Int) -> [UInt8] {
+        let d = hp.embedding
+        let rowBytes = GGMLType.q8_0.rowBytes(d)
+        var xq = [UInt8](repeating: 0, count: nt * rowBytes)
+        xq.withUnsafeMutableBytes { buf in
+            for t in 0..<nt { tk_quantize_row_q8_0(xin + t * d, buf.baseAddress! + t * rowBytes, Int64(d)) }
+        }
+        return xq
+    }
+
     /// LM head over the whole vocabulary for `nt` rows of f16-rounded inputs.
     private func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
+        if lmHeadCopy != nil {
+            let w = lmHeadWeights, d = hp.embedding, V = hp.vocabSize
+            let path = kernels.table.pointee.path
+            let xq = quantizedInput(xin, nt: nt)
+            xq.withUnsafeBytes { xb in
+                pool.parallelFor(V, granularity: 64) { r0, r1 in
+                    tk_q8_0_q8_0_gemm(w.data, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt), out, Int64(V), path)
+                }
+            }
+            return
+        }
         let w = lmHeadWeights
         let fn = floatGemm(w.type)
         let d = hp.embedding, V = hp.vocabSize
@@ -583,6 +606,17 @@ public final class InferenceContext: @unchecked Sendable {
     }
 
     private func lmRow(_ id: Int, x xin: UnsafePointer<Float>, out: inout Float) {
+        if lmHeadCopy != nil {
+            let w = lmHeadWeights, d = hp.embedding
+            let xq = quantizedInput(xin, nt: 1)
+            withUnsafeMutablePointer(to: &out) { o in
+                xq.withUnsafeBytes { xb in
+                    tk_q8_0_q8_0_gemm(w.data, Int64(d), Int64(id), Int64(id + 1), xb.baseAddress!, 1, o - id, 0,
+                                      kernels.table.pointee.path)
+                }
+            }
+            return
+        }
         let w = lmHeadWeights
         let fn = floatGemm(w.type)
         let d = hp.embedding

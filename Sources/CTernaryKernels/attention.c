@@ -107,3 +107,85 @@ void tk_quantize_row_q8_0(const float *x, void *out, int64_t K) {
         }
     }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Q8_0 weights × Q8_0-quantized activations: the fast path of the optional Q8_0 LM-head copy.
+ * out[t·ldo + m] = Σ_b f16(dw_b)·f16(dx_b)·(Σ_j qw_j·qx_j), blocks in order.
+ * Integer block sums are exact on every path; the float sum is path-specific (approximate head).
+ * ------------------------------------------------------------------------------------------- */
+
+void tk_q8_0_q8_0_gemm_ref(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
+                           float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK8_0;
+    for (int64_t t = 0; t < nt; t++) {
+        const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
+        for (int64_t m = r0; m < r1; m++) {
+            const tk_block_q8_0 *row = (const tk_block_q8_0 *)w + m * nb;
+            float acc = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < TK_QK8_0; j++) s += (int32_t)row[b].qs[j] * (int32_t)x[b].qs[j];
+                acc += tk_f16_to_f32(row[b].d) * tk_f16_to_f32(x[b].d) * (float)s;
+            }
+            out[t * ldo + m] = acc;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/* |qw| ≤ 127 (the quantizer never writes −128) and |qx| ≤ 127, so each maddubs pair sum is at most
+ * 2·127·127 = 32,258 and cannot saturate int16. */
+__attribute__((target("avx2,fma,f16c"))) static void q8q8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                                                     const void *xq, int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    float dx[512];
+    for (int64_t t = 0; t < nt; t++) {
+        const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
+        if (nb > 512) { tk_q8_0_q8_0_gemm_ref(w, K, r0, r1, x, 1, out + t * ldo, 0); continue; }
+        for (int64_t b = 0; b < nb; b++) dx[b] = _cvtsh_ss(x[b].d);
+        for (int64_t m = r0; m < r1; m++) {
+            const tk_block_q8_0 *row = (const tk_block_q8_0 *)w + m * nb;
+            _mm_prefetch((const char *)(row + nb) + 64, _MM_HINT_T0);
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            int64_t b = 0;
+            for (; b + 2 <= nb; b += 2) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)row[b].qs);
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)row[b + 1].qs);
+                const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
+                const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(row[b].d) * dx[b]);
+                const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(row[b + 1].d) * dx[b + 1]);
+                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+            }
+            for (; b < nb; b++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)row[b].qs);
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+                const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(row[b].d) * dx[b]);
+                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+            }
+            const __m256 s = _mm256_add_ps(acc0, acc1);
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            out[t * ldo + m] = _mm_cvtss_f32(h);
+        }
+    }
+}
+#endif
+
+void tk_q8_0_q8_0_gemm(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
+                       float *out, int64_t ldo, tk_path path) {
+#if defined(__x86_64__)
+    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
+        q8q8_gemm_avx2(w, K, r0, r1, xq, nt, out, ldo);
+        return;
+    }
+#endif
+    (void)path;
+    tk_q8_0_q8_0_gemm_ref(w, K, r0, r1, xq, nt, out, ldo);
+}

@@ -750,6 +750,32 @@ static void test_attn_scores(void) {
         ok &= fabsf(x[i] - y[i]) <= d * 0.5f + 127.0f * d / 2048.0f + 1e-6f;
     }
     check(ok, "q8_0 quantize/dequantize within half a step");
+
+    /* Q8_0 × Q8_0 gemm (Q8_0 LM-head copy): every path within float rounding of the reference. */
+    cur_label = "q8_0xq8_0-gemm";
+    {
+        const int64_t K = 2560, M = 37, nt = 2, nb = K / 32;
+        float *wf = xmalloc((size_t)(M * K) * sizeof *wf), *xf = xmalloc((size_t)(nt * K) * sizeof *xf);
+        tk_block_q8_0 *wq = xmalloc((size_t)(M * nb) * sizeof *wq), *xq = xmalloc((size_t)(nt * nb) * sizeof *xq);
+        float ref[2 * 37], out[2 * 37];
+        for (int64_t i = 0; i < M * K; i++) wf[i] = rnd_normalish();
+        for (int64_t i = 0; i < nt * K; i++) xf[i] = rnd_normalish();
+        for (int64_t m = 0; m < M; m++) tk_quantize_row_q8_0(wf + m * K, wq + m * nb, K);
+        for (int64_t t = 0; t < nt; t++) tk_quantize_row_q8_0(xf + t * K, xq + t * nb, K);
+        tk_q8_0_q8_0_gemm_ref(wq, K, 1, M, xq, nt, ref, M);
+        for (int p = 0; p < TK_PATH_COUNT; p++) {
+            if (!tk_path_available((tk_path)p)) continue;
+            tk_q8_0_q8_0_gemm(wq, K, 1, M, xq, nt, out, M, (tk_path)p);
+            int close = 1;
+            for (int64_t t = 0; t < nt; t++)
+                for (int64_t m = 1; m < M; m++) {
+                    const float a = ref[t * M + m], b = out[t * M + m];
+                    close &= fabsf(a - b) <= 1e-4f * (fabsf(a) + 1.0f);
+                }
+            check(close, "%s matches the reference", tk_path_name((tk_path)p));
+        }
+        free(wf); free(xf); free(wq); free(xq);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
