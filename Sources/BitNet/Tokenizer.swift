@@ -22,7 +22,9 @@ public final class Tokenizer: @unchecked Sendable {
     /// End-of-generation tokens (EOS, `<|eot_id|>`, `<|eom_id|>`, …).
     public let endOfGeneration: Set<Int32>
 
-    private let ids: [String: Int32]
+    /// Token text (its UTF-8 bytes) → id. Keyed by bytes, not String: String hashing normalises
+    /// (slow for the non-ASCII GPT-2 alphabet) and compares canonically equivalent texts as equal.
+    private let ids: [[UInt8]: Int32]
     /// (left id, right id) → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, id: Int32)]
     private let byteToken: [Int32]           // byte value → token id of its GPT-2 character
@@ -39,15 +41,20 @@ public final class Tokenizer: @unchecked Sendable {
         self.eos = eos
         self.addBOS = addBOS
 
-        var ids: [String: Int32] = [:]
+        var ids: [[UInt8]: Int32] = [:]
         ids.reserveCapacity(tokens.count)
-        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        for (i, t) in tokens.enumerated() {
+            let key = Array(t.utf8)
+            if ids[key] == nil { ids[key] = Int32(i) }
+        }
         self.ids = ids
 
         let (b2u, u2b) = Self.byteAlphabet()
+        var u2bTable = [UInt8?](repeating: nil, count: 0x144)
+        for (u, b) in u2b where u.value < 0x144 { u2bTable[Int(u.value)] = b }
         var byteToken = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
-            if let id = ids[String(b2u[b])] { byteToken[b] = id }
+            if let id = ids[Array(String(b2u[b]).utf8)] { byteToken[b] = id }
         }
         self.byteToken = byteToken
 
@@ -61,7 +68,9 @@ public final class Tokenizer: @unchecked Sendable {
             }
             var bytes: [UInt8] = []
             for u in t.unicodeScalars {
-                if let b = u2b[u] { bytes.append(b) } else { bytes.append(contentsOf: String(u).utf8) }
+                if u.value < 0x144, let b = u2bTable[Int(u.value)] { bytes.append(b) } else if let b = u2b[u] { bytes.append(b) } else {
+                    bytes.append(contentsOf: String(u).utf8)
+                }
             }
             tb.append(bytes)
         }
@@ -70,14 +79,12 @@ public final class Tokenizer: @unchecked Sendable {
         var m: [UInt64: (rank: Int32, id: Int32)] = [:]
         m.reserveCapacity(mergeList.count)
         for (rank, line) in mergeList.enumerated() {
-            // "left right": split at the first space after position 0 (spec §5.1).
-            let u = Array(line.unicodeScalars)
-            guard let sp = u.indices.dropFirst().first(where: { u[$0] == " " }) else { continue }
-            var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()
-            l.append(contentsOf: u[..<sp])
-            r.append(contentsOf: u[(sp + 1)...])
-            let ls = String(l), rs = String(r)
-            guard let li = ids[ls], let ri = ids[rs], let mi = ids[ls + rs] else { continue }
+            // "left right": split at the first space after position 0 (spec §5.1). A space byte
+            // never occurs inside a multi-byte UTF-8 sequence, so splitting the bytes is exact.
+            let u = Array(line.utf8)
+            guard u.count > 2, let sp = u[1...].firstIndex(of: 0x20) else { continue }
+            let l = Array(u[..<sp]), r = Array(u[(sp + 1)...])
+            guard let li = ids[l], let ri = ids[r], let mi = ids[l + r] else { continue }
             let key = UInt64(UInt32(bitPattern: li)) << 32 | UInt64(UInt32(bitPattern: ri))
             if m[key] == nil { m[key] = (Int32(rank), mi) }
         }
@@ -93,7 +100,7 @@ public final class Tokenizer: @unchecked Sendable {
         var eog = Set(extraEOG)
         if let eos { eog.insert(eos) }
         for name in ["<|eot_id|>", "<|eom_id|>", "<|end|>", "<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<EOT>"] {
-            if let id = ids[name] { eog.insert(id) }
+            if let id = ids[Array(name.utf8)] { eog.insert(id) }
         }
         endOfGeneration = eog
     }
@@ -142,7 +149,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     public var vocabularySize: Int { tokens.count }
 
-    public func id(of token: String) -> Int32? { ids[token] }
+    public func id(of token: String) -> Int32? { ids[Array(token.utf8)] }
 
     /// Tokenizes `text`. `addSpecial` prepends BOS when the file asks for it; `parseSpecial`
     /// turns special-token strings such as `<|eot_id|>` into their ids.
@@ -196,7 +203,7 @@ public final class Tokenizer: @unchecked Sendable {
             s.unicodeScalars.reserveCapacity(bytes.count)
             let (b2u, _) = Self.byteAlphabetCached
             for b in bytes { s.unicodeScalars.append(b2u[Int(b)]) }
-            if let id = ids[s] {
+            if let id = ids[Array(s.utf8)] {
                 out.append(id)
                 return
             }
