@@ -85,6 +85,6 @@ for p in sensorPlugins {
 package.targets += [
     .target(name: "BuiltinPlugins", dependencies: ["SensorPlugins"] + sensorPlugins.map { .target(name: $0.module) },
             path: "plugins/all"),
-    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "DaemonConfig"], path: "Tests/PluginTestSupport"),
+    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "DaemonConfig", "Daemon"], path: "Tests/PluginTestSupport"),
     .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "BuiltinPlugins", "PluginTestSupport", "DaemonConfig"]),
 ]

@@ -357,13 +357,7 @@ public final class InferenceContext: @unchecked Sendable {
             return out
         case .selected(let sel):
             var out: [Float] = []
-            for (r, ids) in sel {
-                for id in ids {
-                    var v: Float = 0
-                    lmRow(Int(id), x: normed + r * d, out: &v)
-                    out.append(v)
-                }
-            }
+            for (r, ids) in sel { out += lmRows(ids, x: normed + r * d) }
             return out
         }
     }
@@ -605,25 +599,30 @@ public final class InferenceContext: @unchecked Sendable {
         }
     }
 
-    private func lmRow(_ id: Int, x xin: UnsafePointer<Float>, out: inout Float) {
+    /// The LM-head values of the given vocabulary rows for one input (label-only logits).
+    private func lmRows(_ ids: [Int32], x xin: UnsafePointer<Float>) -> [Float] {
+        let w = lmHeadWeights, d = Int64(hp.embedding)
+        var out = [Float](repeating: 0, count: ids.count)
+        // The gemm writes out[id] for rows [id, id + 1) (ldo 0), so the base is shifted by id.
         if lmHeadCopy != nil {
-            let w = lmHeadWeights, d = hp.embedding
-            let xq = quantizedInput(xin, nt: 1)
-            withUnsafeMutablePointer(to: &out) { o in
-                xq.withUnsafeBytes { xb in
-                    tk_q8_0_q8_0_gemm(w.data, Int64(d), Int64(id), Int64(id + 1), xb.baseAddress!, 1, o - id, 0,
-                                      kernels.table.pointee.path)
+            let xq = quantizedInput(xin, nt: 1)  // once for all ids
+            let path = kernels.table.pointee.path
+            xq.withUnsafeBytes { xb in
+                out.withUnsafeMutableBufferPointer { o in
+                    for (k, id) in ids.enumerated() {
+                        tk_q8_0_q8_0_gemm(w.data, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
+                    }
                 }
             }
-            return
+        } else {
+            let fn = floatGemm(w.type)
+            out.withUnsafeMutableBufferPointer { o in
+                for (k, id) in ids.enumerated() {
+                    fn(w.data, d, Int64(id), Int64(id) + 1, xin, d, 1, o.baseAddress! + k - Int(id), 0)
+                }
+            }
         }
-        let w = lmHeadWeights
-        let fn = floatGemm(w.type)
-        let d = hp.embedding
-        withUnsafeMutablePointer(to: &out) { o in
-            // ldo = 0 with r0 = id: out[0*ldo + id] would index by row, so shift the base.
-            fn(w.data, Int64(d), Int64(id), Int64(id + 1), xin, Int64(d), 1, o - id, 0)
-        }
+        return out
     }
 
     private func floatGemm(_ type: GGMLType) -> tk_f_gemm_fn {

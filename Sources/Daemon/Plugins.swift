@@ -5,7 +5,9 @@ import Synchronization
 
 extension PluginNode {
     /// Converts the config module's opaque node (what `DaemonConfig.PluginConfig.node` holds).
-    init(_ n: YAMLNode) {
+    /// The bridge lives here, in the composition root: neither SensorPlugins nor DaemonConfig may
+    /// import the other. The plugin test targets use it too.
+    public init(_ n: YAMLNode) {
         func m(_ m: Mark) -> SourceMark { SourceMark(file: m.file, line: m.line, column: m.column) }
         switch n.content {
         case .scalar(let s, let plain): self.init(.scalar(s, plain: plain), mark: m(n.mark))

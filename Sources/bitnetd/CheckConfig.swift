@@ -24,11 +24,11 @@ struct CheckConfig: ParsableCommand {
         do {
             loaded = try ConfigLoader.load(path: config)
         } catch let e as ConfigErrors {
-            printErr(e.description)
-            printErr("\(config): \(e.errors.count) error\(e.errors.count == 1 ? "" : "s")")
+            eprint(e.description)
+            eprint("\(config): \(e.errors.count) error\(e.errors.count == 1 ? "" : "s")")
             throw ExitCode(1)
         } catch {
-            printErr("\(error)")
+            eprint("\(error)")
             throw ExitCode(2)
         }
         var problems: [String] = []
@@ -50,15 +50,12 @@ struct CheckConfig: ParsableCommand {
             problems.append("\(loaded.files[0]): mqtt.password_env: environment variable \(name) is not set (the daemon will need it)")
         }
         if !problems.isEmpty {
-            printErr(problems.joined(separator: "\n"))
-            printErr("\(config): \(problems.count) error\(problems.count == 1 ? "" : "s")")
+            eprint(problems.joined(separator: "\n"))
+            eprint("\(config): \(problems.count) error\(problems.count == 1 ? "" : "s")")
             throw ExitCode(1)
         }
         print("\(loaded.files.joined(separator: ", ")): OK (\(loaded.routes.count) routes, \(loaded.plugins.count) plugins)")
     }
 }
 
-private func printErr(_ s: String) {
-    var bytes = Array((s + "\n").utf8)
-    bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
-}
+

@@ -1,24 +1,11 @@
+import Daemon
 import DaemonConfig
 import Foundation
 import SensorPlugins
 import Synchronization
 
-// Shared helpers of the plugin test targets: the YAML → PluginNode bridge (the same ten lines the
-// daemon uses), temporary fake trees, a thread-safe recorder for host callbacks, and polling.
-
-extension PluginNode {
-    /// Converts the config module's opaque node (what `DaemonConfig.PluginConfig.node` holds).
-    public init(_ n: YAMLNode) {
-        func m(_ m: Mark) -> SourceMark { SourceMark(file: m.file, line: m.line, column: m.column) }
-        switch n.content {
-        case .scalar(let s, let plain): self.init(.scalar(s, plain: plain), mark: m(n.mark))
-        case .sequence(let items): self.init(.sequence(items.map(PluginNode.init)), mark: m(n.mark))
-        case .mapping(let entries):
-            self.init(.mapping(entries.map { .init(key: $0.key, keyMark: m($0.keyMark), value: PluginNode($0.value)) }),
-                      mark: m(n.mark))
-        }
-    }
-}
+// Shared helpers of the plugin test targets: YAML → plugin nodes through the daemon's own bridge
+// (`PluginNode.init(_: YAMLNode)` in Daemon), temporary fake trees, a thread-safe recorder for host callbacks, and polling.
 
 public struct TestFailure: Error, CustomStringConvertible {
     public var description: String
