@@ -98,14 +98,35 @@ public final class Engine: @unchecked Sendable {
         prefixUse = []
     }
 
-    /// Scores each label as the text that follows the prompt (DESIGN.md §8): the tokenizer sees
-    /// prompt + label (with a space between them when the prompt does not end in whitespace and
-    /// the label does not start with it, so `Answer:` + `water` is scored as " water"); a label's score is the sum of its tokens' log-probabilities; the
-    /// probabilities are the softmax of the scores over the labels. `cacheKey` (a route name)
-    /// selects the prefix-cache slot whose KV state is reused for the part of the prompt that
-    /// is the same as in that slot's previous request.
-    public func decide(prompt: String, labels: [String], cacheKey: String = "") throws -> DecideResult {
-        let t0 = monotonicMs()
+    /// One decision of a batch.
+    public struct DecideRequest: Sendable {
+        public var prompt: String
+        public var labels: [String]
+        public init(prompt: String, labels: [String]) {
+            self.prompt = prompt
+            self.labels = labels
+        }
+    }
+
+    /// A decision's token plan: its prompt-side tokens and each label's full token sequence.
+    private struct DecidePlan {
+        var labels: [String]
+        var promptCount: Int
+        /// prompt + label, per label.
+        var full: [[Int32]]
+        /// Where each label's scored tokens start.
+        var starts: [Int]
+        /// Tokens shared by all sequences up to the first scored token.
+        var sharedIds: [Int32]
+        var shared: Int { sharedIds.count }
+        /// Nodes of the tree pass this plan occupies (before deduplication).
+        var nodeCount: Int {
+            full.reduce(0) { $0 + ($1.count - 1 - shared) } + shared
+        }
+    }
+
+    private func plan(_ r: DecideRequest) throws -> DecidePlan {
+        let prompt = r.prompt, labels = r.labels
         guard !labels.isEmpty else { throw RequestError("decide needs at least one label") }
         let promptIds = tokenizer.encode(prompt)
         // A label is the text that follows the prompt; like a word after "Answer:" it carries
@@ -130,54 +151,19 @@ public final class Engine: @unchecked Sendable {
         var shared = full[0].count
         for f in full.dropFirst() { shared = min(shared, commonPrefix(f, full[0])) }
         shared = min(shared, starts.min()!)
-        let sharedIds = Array(full[0][..<shared])
+        return DecidePlan(labels: labels, promptCount: promptIds.count, full: full, starts: starts,
+                          sharedIds: Array(full[0][..<shared]))
+    }
 
-        // Reuse the cached KV of the longest common prefix (at least the last shared token is
-        // recomputed: its logits are needed).
-        var reused = 0
-        if tuning.prefixCache, let snap = prefixes[cacheKey] {
-            reused = min(commonPrefix(snap.tokens, sharedIds), shared - 1)
-            if reused > 0 { context.restore(snap, count: reused) }
-            touch(cacheKey)
-        }
-        if reused == 0 { context.reset() }
-
-        var scores = [Double](repeating: 0, count: labels.count)
-        let firstNeeded = full.indices.filter { starts[$0] == shared }
-        let labelOnly = tuning.labelOnlyLogits && firstNeeded.count == labels.count
-        let rest = Array(sharedIds[reused...])
-        if labelOnly {
-            let firstTokens = full.map { $0[shared] }
-            let vals = try context.forward(rest, logits: .selected([(rest.count - 1, firstTokens)]))
-            for i in labels.indices { scores[i] += Double(vals[i]) }
-        } else {
-            let lastLogits = try context.forward(rest, logits: firstNeeded.isEmpty ? .none : .last)
-            let lse0 = firstNeeded.isEmpty ? 0 : logSumExp(lastLogits)
-            for i in firstNeeded { scores[i] += Double(lastLogits[Int(full[i][shared])]) - lse0 }
-        }
-        if tuning.prefixCache { remember(cacheKey, sharedIds) }
-
-        // Each label's remaining tokens, on top of the shared prefix.
-        let V = model.hp.vocabSize
-        for (i, f) in full.enumerated() {
-            let feed = Array(f[shared..<(f.count - 1)])
-            if feed.isEmpty { continue }
-            context.truncate(to: shared)
-            let logits = try context.forward(feed, logits: .all)
-            for k in 0..<feed.count {
-                let target = shared + k + 1
-                if target < starts[i] { continue }
-                let row = Array(logits[(k * V)..<((k + 1) * V)])
-                scores[i] += Double(row[Int(f[target])]) - logSumExp(row)
-            }
-        }
-        let mx = scores.max()!
-        let ex = scores.map { exp($0 - mx) }
-        let z = ex.reduce(0, +)
-        let probs = ex.map { $0 / z }
-        let best = probs.indices.max { probs[$0] < probs[$1] }!
-        return DecideResult(labels: labels, probabilities: probs, logScores: scores, best: best,
-                            promptTokens: promptIds.count, cachedTokens: reused, elapsedMs: monotonicMs() - t0)
+    /// Scores each label as the text that follows the prompt (DESIGN.md §8): the tokenizer sees
+    /// prompt + label (with a space between them when the prompt does not end in whitespace and
+    /// the label does not start with it, so `Answer:` + `water` is scored as " water"); a label's
+    /// score is the sum of its tokens' log-probabilities; the probabilities are the softmax of
+    /// the scores over the labels. `cacheKey` (a route name) selects the prefix-cache slot whose
+    /// KV state is reused for the part of the prompt that is the same as in that slot's previous
+    /// request.
+    public func decide(prompt: String, labels: [String], cacheKey: String = "") throws -> DecideResult {
+        try decide(batch: [DecideRequest(prompt: prompt, labels: labels)], cacheKey: cacheKey)[0].get()
     }
 
     /// `decide` with the default prefix-cache slot.
@@ -185,10 +171,191 @@ public final class Engine: @unchecked Sendable {
         try decide(prompt: prompt, labels: labels, cacheKey: "")
     }
 
+    /// Decides several requests together (the queued events of one route): one pass over the
+    /// weights computes every request's changing tokens and label continuations as a token
+    /// tree on top of the shared cached prefix. Every node's values depend only on its own path,
+    /// so each result is bit-identical to deciding that request alone; a request that cannot be
+    /// decided gets its error without affecting the others.
+    public func decide(batch requests: [DecideRequest], cacheKey: String = "") -> [Result<DecideResult, Error>] {
+        let t0 = monotonicMs()
+        var results = [Result<DecideResult, Error>?](repeating: nil, count: requests.count)
+        var plans: [(Int, DecidePlan)] = []
+        for (i, r) in requests.enumerated() {
+            do { plans.append((i, try plan(r))) } catch { results[i] = .failure(error) }
+        }
+        guard !plans.isEmpty else { return results.map { $0! } }
+
+        // Reuse the cached KV of the prefix every request shares with the slot (at least each
+        // request's last shared token is recomputed: its logits are needed).
+        var base = 0
+        if tuning.prefixCache, let snap = prefixes[cacheKey] {
+            base = plans.map { min(commonPrefix(snap.tokens, $0.1.sharedIds), $0.1.shared - 1) }.min()!
+            if base > 0 { context.restore(snap, count: base) }
+            touch(cacheKey)
+        }
+        if base == 0 { context.reset() }
+
+        // Passes: as many requests as fit the context after the prefix; a request too large
+        // for one pass with all its labels is split into its prompt, then one label at a time.
+        var pass: [(Int, DecidePlan)] = []
+        var passNodes = 0
+        var scored: [Int: [Double]] = [:]
+        let first = plans[0]
+        // Keeps the first request's prompt-side tokens (just computed, contiguous after the
+        // prefix) as the route's cached prefix.
+        func rememberFirst() {
+            guard tuning.prefixCache, scored[first.0] != nil else { return }
+            context.keepTreePrefix(first.1.shared)
+            remember(cacheKey, first.1.sharedIds)
+        }
+        func flush() {
+            guard !pass.isEmpty else { return }
+            context.truncate(to: base)
+            do {
+                for (i, s) in try runDecidePass(pass, base: base) { scored[i] = s }
+                if pass[0].0 == first.0 { rememberFirst() }
+            } catch {
+                for (i, _) in pass { results[i] = .failure(error) }
+            }
+            context.truncate(to: base)
+            pass = []
+            passNodes = 0
+        }
+        for (i, p) in plans {
+            let n = p.nodeCount - base
+            if base + passNodes + n > context.contextLength { flush() }
+            if base + n > context.contextLength {
+                do {
+                    scored[i] = try decideSplit(p, base: base)
+                    if i == first.0 {
+                        context.truncate(to: base)
+                        rememberFirst()
+                    }
+                } catch { results[i] = .failure(error) }
+                context.truncate(to: base)
+                continue
+            }
+            pass.append((i, p))
+            passNodes += n
+        }
+        flush()
+        if tuning.prefixCache {
+            for (i, p) in plans.dropFirst() where scored[i] != nil { remember(cacheKey, p.sharedIds, copy: false) }
+        }
+
+        let elapsed = monotonicMs() - t0
+        for (i, p) in plans {
+            guard let scores = scored[i] else { continue }
+            let mx = scores.max()!
+            let ex = scores.map { exp($0 - mx) }
+            let z = ex.reduce(0, +)
+            let probs = ex.map { $0 / z }
+            let best = probs.indices.max { probs[$0] < probs[$1] }!
+            results[i] = .success(DecideResult(labels: p.labels, probabilities: probs, logScores: scores, best: best,
+                                               promptTokens: p.promptCount, cachedTokens: base, elapsedMs: elapsed,
+                                               batchSize: plans.count))
+        }
+        return results.map { $0! }
+    }
+
+    /// One tree pass for several plans on top of `base` cached positions; returns each plan's
+    /// label scores. The first plan's prompt-side tokens are the first nodes (contiguous slots
+    /// after the prefix), so `keepTreePrefix` can keep them as the route's prefix afterwards.
+    private func runDecidePass(_ plans: [(Int, DecidePlan)], base: Int) throws -> [(Int, [Double])] {
+        var tree = TokenTree()
+        var requests: [(node: Int, NodeLogits)] = []
+        // Per plan and label, the (request index, target token) pairs that make up its score.
+        var terms: [[[(Int, Int32, Bool)]]] = []
+        var fullAt: [Int: Int] = [:]
+        func fullRequest(_ node: Int) -> Int {
+            if let r = fullAt[node] { return r }
+            requests.append((node, .full))
+            fullAt[node] = requests.count - 1
+            return requests.count - 1
+        }
+        for (_, p) in plans {
+            var parent = -1
+            for t in p.sharedIds[base...] { parent = tree.node(t, parent: parent) }
+            let lastShared = parent
+            let labelOnly = tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
+            var mine: [[(Int, Int32, Bool)]] = Array(repeating: [], count: p.full.count)
+            if labelOnly {
+                requests.append((lastShared, .rows(p.full.map { $0[p.shared] })))
+                let r = requests.count - 1
+                for i in p.full.indices { mine[i].append((r, Int32(i), false)) }
+            }
+            for (i, f) in p.full.enumerated() {
+                var node = lastShared
+                for target in p.shared..<f.count {
+                    if target >= p.starts[i] && !(labelOnly && target == p.shared) {
+                        mine[i].append((fullRequest(node), f[target], true))
+                    }
+                    if target < f.count - 1 { node = tree.node(f[target], parent: node) }
+                }
+            }
+            terms.append(mine)
+        }
+        let out = try context.forward(tree: tree, logits: requests)
+        var lse: [Int: Double] = [:]
+        var scoresOut: [(Int, [Double])] = []
+        for (k, (i, _)) in plans.enumerated() {
+            var scores: [Double] = []
+            for labelTerms in terms[k] {
+                var s = 0.0
+                for (r, v, isFull) in labelTerms {
+                    if isFull {
+                        if lse[r] == nil { lse[r] = logSumExp(out[r]) }
+                        s += Double(out[r][Int(v)]) - lse[r]!
+                    } else {
+                        s += Double(out[r][Int(v)])
+                    }
+                }
+                scores.append(s)
+            }
+            scoresOut.append((i, scores))
+        }
+        return scoresOut
+    }
+
+    /// A plan too large for one pass with all its labels: its prompt side first, then each label.
+    private func decideSplit(_ p: DecidePlan, base: Int) throws -> [Double] {
+        context.truncate(to: base)
+        var scores = [Double](repeating: 0, count: p.full.count)
+        let labelOnly = tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
+        var chain = TokenTree()
+        var last = -1
+        for t in p.sharedIds[base...] { last = chain.node(t, parent: last) }
+        let first = try context.forward(tree: chain, logits: [(last, labelOnly ? .rows(p.full.map { $0[p.shared] }) : .full)])[0]
+        context.keepTreePrefix(p.shared)
+        let lse0 = labelOnly ? 0 : logSumExp(first)
+        for (i, f) in p.full.enumerated() {
+            if p.starts[i] == p.shared {
+                scores[i] += labelOnly ? Double(first[i]) : Double(first[Int(f[p.shared])]) - lse0
+            }
+            guard f.count - 1 > p.shared else { continue }
+            var tree = TokenTree()
+            var node = -1
+            var requests: [(node: Int, NodeLogits)] = []
+            var targets: [Int32] = []
+            for target in (p.shared + 1)..<f.count {
+                node = tree.node(f[target - 1], parent: node)
+                if target >= p.starts[i] {
+                    requests.append((node, .full))
+                    targets.append(f[target])
+                }
+            }
+            let out = try context.forward(tree: tree, logits: requests)
+            for (r, v) in zip(out, targets) { scores[i] += Double(r[Int(v)]) - logSumExp(r) }
+        }
+        return scores
+    }
+
     /// Keeps the KV of `tokens` (positions 0..<count, now in the context) under `key`: if the
     /// slot already holds a prefix, it shrinks to the part both requests share, which is the
     /// route's constant prompt prefix, and no copy is made.
-    private func remember(_ key: String, _ tokens: [Int32]) {
+    /// With `copy: false` only an existing slot shrinks (the request's tokens are not in the
+    /// cache in order: a later request of a batch).
+    private func remember(_ key: String, _ tokens: [Int32], copy: Bool = true) {
         if let snap = prefixes[key] {
             let c = commonPrefix(snap.tokens, tokens)
             if c >= max(1, snap.count / 2) || c >= 16 {
@@ -196,7 +363,7 @@ public final class Engine: @unchecked Sendable {
                 return
             }
         }
-        guard context.position >= tokens.count, !tokens.isEmpty else { return }
+        guard copy, context.position >= tokens.count, !tokens.isEmpty else { return }
         let snap = context.snapshot(tokens: tokens)
         prefixes[key] = snap
         touch(key)

@@ -42,11 +42,14 @@ public struct DecideResult: Sendable {
     public var promptTokens: Int
     /// Prompt tokens whose KV state was reused from the prefix cache.
     public var cachedTokens: Int
-    /// Wall time spent in the engine, milliseconds.
+    /// Wall time spent in the engine, milliseconds (for a batch: the whole batch's).
     public var elapsedMs: Double
+    /// Number of decisions computed together in the batch this one was part of.
+    public var batchSize: Int
 
     public init(labels: [String], probabilities: [Double], logScores: [Double], best: Int,
-                promptTokens: Int, cachedTokens: Int, elapsedMs: Double) {
+                promptTokens: Int, cachedTokens: Int, elapsedMs: Double, batchSize: Int = 1) {
+        self.batchSize = batchSize
         self.labels = labels
         self.probabilities = probabilities
         self.logScores = logScores

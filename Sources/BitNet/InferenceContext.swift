@@ -17,6 +17,50 @@ public enum LogitRequest: Sendable {
     case all
     /// Selected vocabulary rows for selected batch positions: `(batchIndex, tokenIds)`.
     case selected([(Int, [Int32])])
+    /// Per batch position, the full vocabulary or selected rows (tree passes), concatenated.
+    case nodes([(Int, NodeLogits)])
+}
+
+/// Tokens arranged as a forest on top of the positions already in the KV cache: every node sees
+/// the cached positions, its ancestors and itself, never its siblings. One pass over the weights
+/// serves several decisions (each event's changing suffix) and every label continuation of a
+/// decision (a shared-prefix trie), and each node's values are exactly those a plain sequential
+/// pass over its own path would give (attention probabilities are not F16-rounded in tree passes).
+public struct TokenTree: Sendable {
+    public private(set) var tokens: [Int32] = []
+    /// Parent node of each node; -1 = follows the last cached position.
+    public private(set) var parents: [Int] = []
+    private var children: [Int: [Int32: Int]] = [:]
+
+    public init() {}
+
+    public var count: Int { tokens.count }
+
+    /// The node for `token` under `parent` (-1 = the cached prefix), added when new.
+    @discardableResult
+    public mutating func node(_ token: Int32, parent: Int) -> Int {
+        precondition(parent >= -1 && parent < tokens.count)
+        if let n = children[parent]?[token] { return n }
+        tokens.append(token)
+        parents.append(parent)
+        children[parent, default: [:]][token] = tokens.count - 1
+        return tokens.count - 1
+    }
+
+    /// Depth of each node below the cached prefix (0 for a root).
+    var depths: [Int] {
+        var d = [Int](repeating: 0, count: tokens.count)
+        for i in tokens.indices where parents[i] >= 0 { d[i] = d[parents[i]] + 1 }
+        return d
+    }
+}
+
+/// What a tree pass computes at one node.
+public enum NodeLogits: Sendable {
+    /// The whole vocabulary.
+    case full
+    /// The LM-head values of these vocabulary rows only.
+    case rows([Int32])
 }
 
 /// A copy of the KV cache for a token prefix (prefix cache, issue "decisions in milliseconds").
@@ -183,6 +227,13 @@ public final class InferenceContext: @unchecked Sendable {
         position = n
     }
 
+    /// After a tree pass whose first nodes were a chain from the cached prefix: makes those
+    /// nodes' slots positions, up to position `n` (the slots still hold their KV values).
+    public func keepTreePrefix(_ n: Int) {
+        precondition(n >= position && n <= contextLength)
+        position = n
+    }
+
     /// Copies the first `n` positions of the KV cache from another context of the same model.
     public func copyPrefix(from other: InferenceContext, count n: Int) {
         precondition(n <= other.position && n <= contextLength && other.model === model)
@@ -257,6 +308,9 @@ public final class InferenceContext: @unchecked Sendable {
             case .selected(let sel):
                 let mine = sel.filter { $0.0 >= start && $0.0 < end }.map { ($0.0 - start, $0.1) }
                 req = mine.isEmpty ? .none : .selected(mine)
+            case .nodes(let sel):
+                let mine = sel.filter { $0.0 >= start && $0.0 < end }.map { ($0.0 - start, $0.1) }
+                req = mine.isEmpty ? .none : .nodes(mine)
             }
             result += forwardBatch(chunk, logits: req, sink: start == 0 ? sink : nil)
             start = end
@@ -264,9 +318,63 @@ public final class InferenceContext: @unchecked Sendable {
         return result
     }
 
+    /// Runs a token tree on top of the cached positions (`position` is unchanged afterwards:
+    /// the tree's KV slots are scratch) and returns, for each request, the full vocabulary or the
+    /// requested rows at that node, in request order.
+    public func forward(tree: TokenTree, logits requests: [(node: Int, NodeLogits)]) throws -> [[Float]] {
+        guard tree.count > 0 else { return [] }
+        let P = position
+        guard P + tree.count <= contextLength else {
+            throw RequestError("context full: \(P) + \(tree.count) tokens exceed the context length \(contextLength)")
+        }
+        for t in tree.tokens where t < 0 || Int(t) >= hp.vocabSize {
+            throw RequestError("token id \(t) is outside the vocabulary (0..<\(hp.vocabSize))")
+        }
+        for (n, _) in requests { precondition(n >= 0 && n < tree.count) }
+        let depths = tree.depths
+        var results = [[Float]](repeating: [], count: requests.count)
+        var start = 0
+        defer { position = P }
+        while start < tree.count {
+            let end = min(tree.count, start + maxBatch)
+            var layout = TreeLayout(prefix: P, ropePositions: [], slots: [])
+            for i in start..<end {
+                layout.ropePositions.append(P + depths[i])
+                var path: [Int32] = []
+                var a = i
+                while a >= 0 { path.append(Int32(P + a)); a = tree.parents[a] }
+                layout.slots.append(path.reversed())
+            }
+            let mine = requests.indices.filter { requests[$0].node >= start && requests[$0].node < end }
+            let req: LogitRequest = mine.isEmpty ? .none
+                : .nodes(mine.map { (requests[$0].node - start, requests[$0].1) })
+            let out = forwardBatch(Array(tree.tokens[start..<end]), logits: req, sink: nil, tree: layout)
+            var off = 0
+            for k in mine {
+                let len: Int
+                switch requests[k].1 {
+                case .full: len = hp.vocabSize
+                case .rows(let ids): len = ids.count
+                }
+                results[k] = Array(out[off..<(off + len)])
+                off += len
+            }
+            start = end
+        }
+        return results
+    }
+
+    /// Where the tokens of a tree pass sit: RoPE positions and, per token, the KV slots after the
+    /// cached prefix that it attends to (ancestors and itself, ascending).
+    struct TreeLayout {
+        var prefix: Int
+        var ropePositions: [Int]
+        var slots: [[Int32]]
+    }
+
     // MARK: - One batch
 
-    private func forwardBatch(_ tokens: [Int32], logits: LogitRequest, sink: StageSink?) -> [Float] {
+    private func forwardBatch(_ tokens: [Int32], logits: LogitRequest, sink: StageSink?, tree: TreeLayout? = nil) -> [Float] {
         let n = tokens.count
         let d = hp.embedding
         let pos0 = position
@@ -276,7 +384,7 @@ public final class InferenceContext: @unchecked Sendable {
         for (t, id) in tokens.enumerated() {
             dequantizeRow(emb, row: Int(id), into: x + t * d)
         }
-        prepareRope(n: n, pos0: pos0)
+        prepareRope(n: n, pos0: pos0, positions: tree?.ropePositions)
 
         for l in 0..<hp.layers {
             let w = model.layers[l]
@@ -292,7 +400,7 @@ public final class InferenceContext: @unchecked Sendable {
             sinkLayer(sink, name + "q_rope", qb, n, hp.qWidth)
             sinkLayer(sink, name + "k_rope", kb, n, hp.kvWidth)
             storeKV(layer: l, n: n, pos0: pos0)
-            attention(layer: l, n: n, pos0: pos0)
+            attention(layer: l, n: n, pos0: pos0, tree: tree)
             sinkLayer(sink, name + "attn", attn, n, hp.qWidth)
             rmsNorm(attn, w.attnSubNorm, width: hp.qWidth, n: n, out: normed)
             sinkLayer(sink, name + "attn_sub_norm", normed, n, hp.qWidth)
@@ -333,6 +441,7 @@ public final class InferenceContext: @unchecked Sendable {
         case .last: rowsNeeded = [n - 1]
         case .all: rowsNeeded = Array(0..<n)
         case .selected(let sel): rowsNeeded = sel.map { $0.0 }
+        case .nodes(let sel): rowsNeeded = sel.map { $0.0 }
         }
         for r in Set(rowsNeeded) {
             rmsNorm(x + r * d, model.outputNorm, width: d, n: 1, out: normed + r * d)
@@ -358,6 +467,18 @@ public final class InferenceContext: @unchecked Sendable {
         case .selected(let sel):
             var out: [Float] = []
             for (r, ids) in sel { out += lmRows(ids, x: normed + r * d) }
+            return out
+        case .nodes(let sel):
+            var out: [Float] = []
+            for (r, what) in sel {
+                switch what {
+                case .rows(let ids): out += lmRows(ids, x: normed + r * d)
+                case .full:
+                    var row = [Float](repeating: 0, count: V)
+                    row.withUnsafeMutableBufferPointer { lmHead(rowsOf: normed + r * d, nt: 1, out: $0.baseAddress!) }
+                    out += row
+                }
+            }
             return out
         }
     }
@@ -471,11 +592,11 @@ public final class InferenceContext: @unchecked Sendable {
         }
     }
 
-    private func prepareRope(n: Int, pos0: Int) {
+    private func prepareRope(n: Int, pos0: Int, positions: [Int]?) {
         let half = hp.ropeDims / 2
         let thetaScale = powf(hp.ropeBase, -2.0 / Float(hp.ropeDims))
         for t in 0..<n {
-            var theta = Float(pos0 + t)
+            var theta = Float(positions?[t] ?? pos0 + t)
             for i in 0..<half {
                 ropeCos[t * half + i] = cosf(theta)
                 ropeSin[t * half + i] = sinf(theta)
@@ -516,14 +637,17 @@ public final class InferenceContext: @unchecked Sendable {
         }
     }
 
-    /// Causal GQA attention over the cache for the batch's queries (spec §4.4, §4.7).
-    private func attention(layer l: Int, n: Int, pos0: Int) {
+    /// Causal GQA attention over the cache for the batch's queries (spec §4.4, §4.7). In a tree
+    /// pass a token sees the cached prefix and its own path only: the scores of the slots it
+    /// does not see are dropped before the softmax, so the sums run over exactly the values, in
+    /// exactly the order, of a sequential pass over that path.
+    private func attention(layer l: Int, n: Int, pos0: Int, tree: TreeLayout?) {
         let D = hp.headDim, H = hp.heads, group = hp.heads / hp.kvHeads
         let scale = 1 / sqrtf(Float(D))
         let path = kernels.table.pointee.path
         let kc = kCache[l], vc = vCache[l]
         let ctx = contextLength
-        let roundP = n == 1
+        let roundP = n == 1 && tree == nil
         let scores = self.scores, qh16 = self.qh16, qb = self.qb, attn = self.attn
         f16Table.withUnsafeBufferPointer { lut in
             pool.parallelChunks(n * H) { part, start, end in
@@ -532,11 +656,19 @@ public final class InferenceContext: @unchecked Sendable {
                 for job in start..<end {
                     let t = job / H, h = job % H
                     let g = h / group
-                    let len = pos0 + t + 1
                     let q = qb + t * hp.qWidth + h * D
                     for i in 0..<D { qh[i] = roundF16(q[i]) }
                     let kbase = kc + g * ctx * D
-                    tk_attn_scores(kbase, Int64(D), Int64(len), qh, sc, path)
+                    tk_attn_scores(kbase, Int64(D), Int64(pos0 + t + 1), qh, sc, path)
+                    var len = pos0 + t + 1
+                    var prefix = len
+                    if let tree {
+                        // Keep the prefix and this token's path (ascending slots, so in place).
+                        prefix = tree.prefix
+                        let slots = tree.slots[t]
+                        for (k, s) in slots.enumerated() { sc[prefix + k] = sc[Int(s)] }
+                        len = prefix + slots.count
+                    }
                     var mx = -Float.infinity
                     for j in 0..<len {
                         sc[j] *= scale
@@ -558,7 +690,8 @@ public final class InferenceContext: @unchecked Sendable {
                     let vbase = vc + g * ctx * D
                     for j in 0..<len {
                         let p = sc[j]
-                        let vr = vbase + j * D
+                        let slot = j < prefix ? j : Int(tree!.slots[t][j - prefix])
+                        let vr = vbase + slot * D
                         for i in 0..<D { o[i] += p * lut[Int(vr[i])] }
                     }
                 }

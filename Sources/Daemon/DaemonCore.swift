@@ -221,9 +221,9 @@ public final class DaemonCore: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        while let job = queue.pop() {
+        while let jobs = queue.popBatch(max: config.queue.batchMax) {
             busy.store(true, ordering: .relaxed)
-            run(job)
+            if jobs.count == 1 { run(jobs[0]) } else { runBatch(jobs) }
             busy.store(false, ordering: .relaxed)
         }
     }
@@ -233,15 +233,54 @@ public final class DaemonCore: @unchecked Sendable {
         return d != 0 && monotonicNanoseconds() > d
     }
 
-    func run(_ job: Job) {
+    /// False (and the job answered with an error) when it must not be computed any more.
+    private func stillWanted(_ job: Job) -> Bool {
         if pastDrainDeadline() {
             fail(job, BadInput("shutting_down", "the daemon stopped before this job could run (queue.drain_timeout_s)"))
-            return
+            return false
         }
         if let e = job.expiresAt, monotonicNanoseconds() > e {
             fail(job, BadInput("expired", "the request's MQTT message expiry passed before it could run"))
-            return
+            return false
         }
+        return true
+    }
+
+    /// Decide jobs of one route, decided together (`queue.batch_max`).
+    func runBatch(_ jobs: [Job]) {
+        let live = jobs.filter(stillWanted)
+        guard let route = live.first?.route else { return }
+        if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
+            backend.invalidatePrefixCache()
+        }
+        let results = backend.decide(batch: live.map { Engine.DecideRequest(prompt: $0.prompt, labels: route.labels) },
+                                     cacheKey: route.name)
+        logger.debug("route \(route.name): \(live.count) queued decisions decided together")
+        for (job, r) in zip(live, results) {
+            switch r {
+            case .success(let d): finishDecide(job, d)
+            case .failure(let e): fail(job, BadInput("inference_failed", "\(e)"))
+            }
+        }
+    }
+
+    private func finishDecide(_ job: Job, _ r: DecideResult) {
+        let route = job.route
+        let top = r.probabilities[r.best]
+        let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
+        let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+        if !debounced(job, value: label) { return }
+        let doc = Payloads.decision(
+            route: route.name, inputTopic: job.inputTopic, label: label,
+            probabilities: Array(zip(r.labels, r.probabilities)), text: nil,
+            promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: 0,
+            latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
+        publishDecision(job, doc)
+        stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens, engineMs: r.elapsedMs / Double(r.batchSize))
+    }
+
+    func run(_ job: Job) {
+        guard stillWanted(job) else { return }
         if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
             backend.invalidatePrefixCache()
         }
@@ -249,18 +288,7 @@ public final class DaemonCore: @unchecked Sendable {
         do {
             switch route.task {
             case .decide:
-                let r = try backend.decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name)
-                let top = r.probabilities[r.best]
-                let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
-                let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
-                if !debounced(job, value: label) { return }
-                let doc = Payloads.decision(
-                    route: route.name, inputTopic: job.inputTopic, label: label,
-                    probabilities: Array(zip(r.labels, r.probabilities)), text: nil,
-                    promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: 0,
-                    latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
-                publishDecision(job, doc)
-                stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens, engineMs: r.elapsedMs)
+                finishDecide(job, try backend.decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name))
             case .generate:
                 var options = GenerateOptions()
                 options.maxTokens = route.maxTokens

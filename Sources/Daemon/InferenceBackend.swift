@@ -7,6 +7,8 @@ public protocol InferenceBackend: AnyObject, Sendable {
     /// `cacheKey` (the route name) selects the engine's prefix-cache slot, so a route's constant
     /// prompt prefix is computed once.
     func decide(prompt: String, labels: [String], cacheKey: String) throws -> DecideResult
+    /// Several decisions of one route together; each result as `decide` would give it alone.
+    func decide(batch: [Engine.DecideRequest], cacheKey: String) -> [Result<DecideResult, Error>]
     func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult
     /// Drops every cached prompt prefix (after a config reload). Called on the inference thread.
     func invalidatePrefixCache()
@@ -14,6 +16,9 @@ public protocol InferenceBackend: AnyObject, Sendable {
 
 extension InferenceBackend {
     public func invalidatePrefixCache() {}
+    public func decide(batch: [Engine.DecideRequest], cacheKey: String) -> [Result<DecideResult, Error>] {
+        batch.map { r in Result { try decide(prompt: r.prompt, labels: r.labels, cacheKey: cacheKey) } }
+    }
 }
 
 extension Engine: InferenceBackend {}

@@ -124,6 +124,38 @@ public final class JobQueue: @unchecked Sendable {
         }
     }
 
+    /// Like `pop`, and when the job is a decide job, also takes up to `max - 1` more queued
+    /// decide jobs of the same route (same configuration), oldest first, to be decided together.
+    public func popBatch(max: Int) -> [Job]? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while true {
+            if decideHead < decide.count {
+                let j = decide[decideHead]
+                decideHead += 1
+                var batch = [j]
+                var i = decideHead
+                while batch.count < max && i < decide.count {
+                    if decide[i].route == j.route {
+                        batch.append(decide.remove(at: i))
+                    } else {
+                        i += 1
+                    }
+                }
+                compact()
+                return batch
+            }
+            if generateHead < generate.count {
+                let j = generate[generateHead]
+                generateHead += 1
+                compact()
+                return [j]
+            }
+            if closed || finishing { return nil }
+            pthread_cond_wait(&cond, &mutex)
+        }
+    }
+
     /// Still takes jobs, but `pop` returns nil once the queue is empty (the worker's drain).
     public func finishWhenEmpty() {
         locked { finishing = true }

@@ -12,7 +12,7 @@ extension BitnetdConfig {
                  "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect"],
         "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
         "mqtt.reconnect": ["min_backoff_s", "max_backoff_s"],
-        "queue": ["size", "overflow", "drain_timeout_s"],
+        "queue": ["size", "overflow", "drain_timeout_s", "batch_max"],
         "limits": ["max_payload_bytes"],
         "stats": ["interval_s"],
         "log": ["level"],
@@ -53,7 +53,8 @@ extension BitnetdConfig {
         let queue = QueueConfig(
             size: q.int("size", default: 64, range: 1...100_000),
             overflow: OverflowPolicy(rawValue: q.choice("overflow", ["drop_oldest", "reject"], default: "reject"))!,
-            drainTimeoutS: q.double("drain_timeout_s", default: 10, range: 0...3600)
+            drainTimeoutS: q.double("drain_timeout_s", default: 10, range: 0...3600),
+            batchMax: q.int("batch_max", default: 8, range: 1...64)
         )
         let l = top.map("limits", known: schemaKeys["limits"]!)
         let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455))

@@ -100,6 +100,8 @@ public struct QueueConfig: Sendable, Equatable {
     public var overflow: OverflowPolicy
     /// On SIGTERM, queued jobs are still computed for this long; the rest are answered with an error.
     public var drainTimeoutS: Double
+    /// Queued decide jobs of one route decided together in one pass over the weights (1 = never).
+    public var batchMax: Int = 8
 }
 
 public struct LimitsConfig: Sendable, Equatable {

@@ -214,6 +214,109 @@ private extension Double {
     }
 }
 
+@Suite struct DecideBatchTests {
+    static let labels = [" water", " ventilate", " heat the house", " nothing at all"]
+
+    static func prompts() -> [String] {
+        [31.5, 18.0, 25.2, 9.9, 40.1, 12.0].enumerated().map { i, t in
+            DecideFastPathTests.prefix + " temperature \(t) C, soil \(10 + i * 7) %. Action:"
+        }
+    }
+
+    @Test func aTreePassGivesEachPathItsSequentialValues() throws {
+        let dir = TempDir("tree")
+        defer { dir.remove() }
+        let e = try Engine(modelPath: try makeModel(dir), options: EngineOptions(threads: 2))
+        let prefix: [Int32] = [496, 10, 20, 30, 40]
+        let a: [Int32] = [50, 60, 70], b: [Int32] = [50, 61], c: [Int32] = [80, 90, 100, 110]
+        // Sequential reference: prefix, then each path in its own multi-token call (logits of
+        // the last token only: the LM head of a one-row call, like the tree's).
+        func sequential(_ path: [Int32]) throws -> [Float] {
+            e.context.reset()
+            _ = try e.context.forward(prefix, logits: .none)
+            return try e.context.forward(path, logits: .last)
+        }
+        let want = [try sequential(a), try sequential(b), try sequential(c)]
+        e.context.reset()
+        _ = try e.context.forward(prefix, logits: .none)
+        var tree = TokenTree()
+        var ends: [Int] = []
+        for path in [a, b, c] {
+            var parent = -1
+            for t in path { parent = tree.node(t, parent: parent) }
+            ends.append(parent)
+        }
+        #expect(tree.count == 3 + 1 + 4, "the shared first token of a and b is one node")
+        let got = try e.context.forward(tree: tree, logits: ends.map { ($0, NodeLogits.full) })
+        #expect(e.context.position == prefix.count, "tree slots are scratch")
+        for k in 0..<3 {
+            let differing = zip(got[k], want[k]).filter { $0 != $1 }.count
+            #expect(got[k].count == want[k].count && differing == 0, "path \(k): \(differing) logits differ")
+        }
+        // Selected rows are the same values as the full row.
+        let rows = try e.context.forward(tree: tree, logits: [(ends[2], .rows([3, 7, 300]))])[0]
+        #expect(rows == [want[2][3], want[2][7], want[2][300]])
+    }
+
+    @Test func batchedDecisionsAreBitIdenticalToSingleOnes() throws {
+        let dir = TempDir("batch")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let single = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let batched = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let cold = try Engine(modelPath: path, options: EngineOptions(threads: 1))
+        cold.tuning.prefixCache = false
+        let prompts = Self.prompts()
+        // Warm both prefix caches with the same first request.
+        _ = try single.decide(prompt: prompts[0], labels: Self.labels, cacheKey: "r")
+        _ = try batched.decide(prompt: prompts[0], labels: Self.labels, cacheKey: "r")
+        let one = try prompts.map { try single.decide(prompt: $0, labels: Self.labels, cacheKey: "r") }
+        var reqs = prompts.map { Engine.DecideRequest(prompt: $0, labels: Self.labels) }
+        reqs.insert(Engine.DecideRequest(prompt: prompts[1], labels: []), at: 2)
+        let many = batched.decide(batch: reqs, cacheKey: "r")
+        #expect(many.count == reqs.count)
+        #expect(throws: RequestError.self) { try many[2].get() }
+        let ok = many.enumerated().filter { $0.offset != 2 }.map { $0.element }
+        for (k, r) in ok.enumerated() {
+            let b = try r.get()
+            #expect(b.batchSize == prompts.count)
+            #expect(b.cachedTokens > 20)
+            #expect(b.logScores == one[k].logScores, "request \(k)")
+            #expect(b.probabilities == one[k].probabilities, "request \(k)")
+            // Without any cache: the same numbers again.
+            let c = try cold.decide(prompt: prompts[k], labels: Self.labels)
+            #expect(c.cachedTokens == 0)
+            #expect(c.probabilities == one[k].probabilities, "request \(k) without prefix cache")
+        }
+        // The route's prefix stays cached after a batch.
+        let again = try batched.decide(prompt: prompts[3], labels: Self.labels, cacheKey: "r")
+        #expect(again.cachedTokens > 20)
+        #expect(again.probabilities == one[3].probabilities)
+    }
+
+    @Test func aDecisionLargerThanOnePassIsSplitWithTheSameResult() throws {
+        let dir = TempDir("split")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let roomy = try Engine(modelPath: path, options: EngineOptions(threads: 2))
+        let prompt = Self.prompts()[2]
+        // Room for the prompt and the longest label, not for all label continuations at once.
+        let longest = Self.labels.map { roomy.tokenizer.encode(prompt + $0).count }.max()!
+        let tight = try Engine(modelPath: path, options: EngineOptions(threads: 2, contextLength: longest))
+        let n = roomy.tokenizer.encode(prompt).count
+        let labelTokens = Self.labels.map { roomy.tokenizer.encode(prompt + $0).count - n }
+        #expect(n + labelTokens.reduce(0, +) - labelTokens.count > longest, "all labels at once must not fit")
+        let a = try roomy.decide(prompt: prompt, labels: Self.labels)
+        let b = try tight.decide(prompt: prompt, labels: Self.labels)
+        #expect(a.probabilities == b.probabilities)
+        let batch = tight.decide(batch: Self.prompts().map { .init(prompt: $0, labels: Self.labels) })
+        for (k, r) in batch.enumerated() {
+            let s = try roomy.decide(prompt: Self.prompts()[k], labels: Self.labels)
+            #expect(try r.get().probabilities == s.probabilities, "request \(k)")
+        }
+    }
+}
+
 @Suite struct LMHeadCopyTests {
     @Test func q8LMHeadStaysCloseToTheFileHead() throws {
         let dir = TempDir("lmhead")

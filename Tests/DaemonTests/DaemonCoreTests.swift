@@ -207,7 +207,11 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         backend.gateOpen.store(false, ordering: .relaxed)
         let core = DaemonCore(config: try testConfig(), backend: backend, transport: t)
         core.startWorker()
-        for i in 0..<5 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
+        // The first job is taken by the worker (held at the gate); the other four wait in the
+        // queue (and would be decided together as one batch if there were time).
+        core.handle(message("sensors/s0/t", #"{"t":0}"#))
+        _ = poll(timeoutS: 2) { core.queue.count == 0 }
+        for i in 1..<5 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
         core.beginShutdown(drainTimeoutS: 0.05)
         usleep(100_000)
         backend.gateOpen.store(true, ordering: .relaxed)
