@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "GGUF", "DaemonConfig", "SensorPlugins",
+                "Daemon", "BitNet", "GGUF", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

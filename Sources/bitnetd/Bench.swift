@@ -79,6 +79,12 @@ struct Bench: ParsableCommand {
     @Option(help: "--decide: decisions per variant.")
     var decisions = 30
 
+    @Option(help: "--decide: also decide this many readings together (the daemon's queue.batch_max); 0 = skip.")
+    var decideBatch = 4
+
+    @Option(help: "--decide: measure end to end over MQTT instead: start `bitnetd run` on the model against the broker at HOST[:PORT] and time request → decision, one at a time and in a burst.")
+    var mqtt: String?
+
     func run() throws {
         var path = model ?? ""
         if make2B4T {
@@ -228,19 +234,35 @@ struct Bench: ParsableCommand {
                 i += 1
             }
             var rng = SplitMixXoshiro(seed: 7)
+            // The reading fills the prompt up to --decide-prompt tokens, " Answer:" included.
+            let answer = " Answer:"
             func reading() -> String {
                 var r = ""
-                while tok.encode(constant + r).count < decidePrompt - 1 {
-                    r += " \(rng.next() % 1000)"
+                while true {
+                    let next = r + " \(rng.next() % 1000)"
+                    if tok.encode(constant + next + answer).count > decidePrompt { break }
+                    r = next
                 }
-                return r + " Answer:"
+                return r + answer
             }
             let labelList = Array([" water", " ventilate", " heat", " nothing", " inspect", " stop", " normal", " open"].prefix(labels))
+            if let mqtt {
+                let prompts = (0..<(decisions + 3)).map { _ in constant + reading() }
+                try runDecideMQTT(path: path, threads: engine.threads, broker: mqtt, prompts: prompts,
+                                  labels: labelList, kernel: engine.kernelName, into: &out, json: &jsonRows)
+                continue
+            }
             let variants: [(String, Bool, Bool)] = [("full recompute, full LM head", false, false),
                                                     ("label-only LM head", false, true),
                                                     ("prefix cache", true, false),
                                                     ("prefix cache + label-only", true, true)]
             let rssBefore = MemoryUsage.current()
+            func row(_ name: String, _ lat: [Double], perS: Double, promptTokens: Int, cached: Int) {
+                let lat = lat.sorted()
+                func pct(_ p: Double) -> Double { lat[min(lat.count - 1, Int(Double(lat.count) * p))] }
+                out.append("| \(engine.kernelName) | \(engine.threads) | \(name) | \(promptTokens) (\(cached) cached) | \(fmt(pct(0.5), 2)) | \(fmt(pct(0.95), 2)) | \(fmt(pct(0.99), 2)) | \(fmt(perS, 2)) |")
+                jsonRows.append("{\"threads\":\(engine.threads),\"kernel\":\"\(engine.kernelName)\",\"variant\":\(jsonString(name)),\"prompt_tokens\":\(promptTokens),\"cached_tokens\":\(cached),\"labels\":\(labels),\"p50_ms\":\(pct(0.5)),\"p95_ms\":\(pct(0.95)),\"p99_ms\":\(pct(0.99)),\"decisions_per_s\":\(perS),\"prefix_cache_bytes\":\(engine.prefixCacheBytes)}")
+            }
             for (name, prefix, labelOnly) in variants {
                 engine.tuning.prefixCache = prefix
                 engine.tuning.labelOnlyLogits = labelOnly
@@ -255,11 +277,28 @@ struct Bench: ParsableCommand {
                     cached = r.cachedTokens
                     promptTokens = r.promptTokens
                 }
-                let total = monotonicMs() - t0
-                lat.sort()
-                func pct(_ p: Double) -> Double { lat[min(lat.count - 1, Int(Double(lat.count) * p))] }
-                out.append("| \(engine.kernelName) | \(engine.threads) | \(name) | \(promptTokens) (\(cached) cached) | \(fmt(pct(0.5), 2)) | \(fmt(pct(0.95), 2)) | \(fmt(pct(0.99), 2)) | \(fmt(Double(decisions) / total * 1000, 2)) |")
-                jsonRows.append("{\"threads\":\(engine.threads),\"kernel\":\"\(engine.kernelName)\",\"variant\":\(jsonString(name)),\"prompt_tokens\":\(promptTokens),\"cached_tokens\":\(cached),\"labels\":\(labels),\"p50_ms\":\(pct(0.5)),\"p95_ms\":\(pct(0.95)),\"p99_ms\":\(pct(0.99)),\"decisions_per_s\":\(Double(decisions) / total * 1000),\"prefix_cache_bytes\":\(engine.prefixCacheBytes)}")
+                row(name, lat, perS: Double(decisions) / (monotonicMs() - t0) * 1000, promptTokens: promptTokens, cached: cached)
+            }
+            if decideBatch > 1 {
+                // Latency of a batched decision = the whole batch's time (every member waits for it).
+                engine.tuning = Engine.DecideTuning()
+                engine.invalidatePrefixCache()
+                _ = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
+                var lat: [Double] = []
+                var cached = 0, promptTokens = 0, done = 0
+                let t0 = monotonicMs()
+                while done < decisions {
+                    let batch = (0..<decideBatch).map { _ in Engine.DecideRequest(prompt: constant + reading(), labels: labelList) }
+                    for r in engine.decide(batch: batch, cacheKey: "bench") {
+                        let d = try r.get()
+                        lat.append(d.elapsedMs)
+                        cached = d.cachedTokens
+                        promptTokens = d.promptTokens
+                    }
+                    done += decideBatch
+                }
+                row("prefix cache + label-only, batches of \(decideBatch)", lat, perS: Double(done) / (monotonicMs() - t0) * 1000,
+                    promptTokens: promptTokens, cached: cached)
             }
             let rssAfter = MemoryUsage.current()
             out.append("|   prefix cache holds \(engine.prefixCacheBytes) B; anonymous RSS \(rssBefore.anon >> 20) → \(rssAfter.anon >> 20) MiB |")
