@@ -14,6 +14,36 @@ import Testing
         return (rc, ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").replacingOccurrences(of: dir + "/", with: ""))
     }
 
+    /// `bench --decide`, in process and end to end through a real broker and `bitnetd run`:
+    /// every variant reports (the figures themselves are for notes, not for assertions).
+    @Test func benchDecideInProcessAndOverMQTT() throws {
+        let dir = Fixture.tempDir()
+        func bench(_ extra: [String]) throws -> [[String: Any]] {
+            let out = dir + "/bench-\(extra.count).json"
+            let rc = Fixture.run([Fixture.binary, "bench", "--decide", "--model", Fixture.model, "--threads", "1",
+                                  "--decisions", "6", "--decide-batch", "3", "--decide-prompt", "40", "--decide-constant", "24",
+                                  "--json"] + extra, output: out)
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(rc == 0, "\(text)")
+            let line = text.split(separator: "\n").first { $0.hasPrefix("[") } ?? ""
+            return (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: Any]]) ?? []
+        }
+        let rows = try bench([])
+        #expect(rows.map { $0["variant"] as? String ?? "" } == [
+            "full recompute, full LM head", "label-only LM head", "prefix cache", "prefix cache + label-only",
+            "prefix cache + label-only, batches of 3"])
+        for r in rows { #expect((r["p50_ms"] as? Double ?? 0) > 0 && (r["decisions_per_s"] as? Double ?? 0) > 0) }
+        #expect((rows[3]["cached_tokens"] as? Int ?? 0) >= 24)
+
+        let broker = try Broker()
+        let e2e = try bench(["--mqtt", "127.0.0.1:\(broker.port)"])
+        #expect(e2e.map { $0["variant"] as? String ?? "" } == ["MQTT round trip, one at a time", "MQTT burst of 6, batch_max 3"])
+        for r in e2e {
+            #expect((r["p50_ms"] as? Double ?? 0) > 0)
+            #expect((r["daemon_p50_ms"] as? Double ?? 0) > 0, "the decision documents carry the daemon's latency")
+        }
+    }
+
     @Test func checkConfigExitCodes() {
         let good = daemonConfig(port: 1883)
         let (ok, okText) = checkConfig(good)
