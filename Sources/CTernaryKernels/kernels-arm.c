@@ -14,6 +14,7 @@
 
 #include <arm_neon.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels-internal.h"
 
@@ -251,9 +252,48 @@ TK_NEON_INLINE int32_t tq2_block_dot_neon(const tk_block_tq2_0 *blk, const int8_
     return hsum_s32_neon(vpadalq_s16(vpaddlq_s16(lo), hi));
 }
 
-#define TQ2_GEMM_BODY(BLOCK_DOT)                                                                   \
+/* TQ1_0 codes (0..2) of a block as 16 vectors lined up with the activations q[16k .. 16k + 15]:
+ * trit n of byte b is [v > 85] + [v > 170] for v = b·3^n mod 256 (vmulq_u8 wraps mod 256), which is
+ * the reference's ((uint8_t)(b·3^n)·3) >> 8 for every byte value. qs[0..15] / qs[16..31] trit n →
+ * k = 2n / 2n + 1; qs[32..47] trit n → k = 10 + n; qh (byte 4n + j = trit n of qh[j]) → k = 15. */
+TK_NEON_INLINE uint8x16_t tq1_trits_neon(uint8x16_t v) {
+    const uint8x16_t c1 = vcgtq_u8(v, vdupq_n_u8(85)), c2 = vcgtq_u8(v, vdupq_n_u8(170));
+    return vsubq_u8(vsubq_u8(vdupq_n_u8(0), c1), c2);
+}
+
+TK_NEON_INLINE void tq1_codes_neon(const tk_block_tq1_0 *blk, int8x16_t c[16]) {
+    const uint8x16_t three = vdupq_n_u8(3);
+    uint8x16_t a0 = vld1q_u8(blk->qs), a1 = vld1q_u8(blk->qs + 16), b = vld1q_u8(blk->qs + 32);
+    TK_UNROLL for (int n = 0; n < 5; n++) {
+        c[2 * n] = vreinterpretq_s8_u8(tq1_trits_neon(a0));
+        c[2 * n + 1] = vreinterpretq_s8_u8(tq1_trits_neon(a1));
+        c[10 + n] = vreinterpretq_s8_u8(tq1_trits_neon(b));
+        a0 = vmulq_u8(a0, three);
+        a1 = vmulq_u8(a1, three);
+        b = vmulq_u8(b, three);
+    }
+    uint32_t qh;
+    memcpy(&qh, blk->qh, 4);
+    static const uint8_t pow3[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
+    const uint8x16_t h = vmulq_u8(vreinterpretq_u8_u32(vdupq_n_u32(qh)), vld1q_u8(pow3));
+    c[15] = vreinterpretq_s8_u8(tq1_trits_neon(h));
+}
+
+TK_NEON_INLINE int32_t tq1_block_dot_neon(const tk_block_tq1_0 *blk, const int8_t *qb) {
+    int8x16_t c[16];
+    tq1_codes_neon(blk, c);
+    int16x8_t lo = vdupq_n_s16(0), hi = vdupq_n_s16(0);
+    TK_UNROLL for (int k = 0; k < 16; k++) {
+        const int8x16_t a = vld1q_s8(qb + 16 * k);
+        lo = vmlal_s8(lo, vget_low_s8(c[k]), vget_low_s8(a));
+        hi = vmlal_s8(hi, vget_high_s8(c[k]), vget_high_s8(a));
+    }
+    return hsum_s32_neon(vpadalq_s16(vpaddlq_s16(lo), hi));
+}
+
+#define TQ_GEMM_BODY(BLOCK_T, BLOCK_DOT)                                                           \
     const int64_t nb = K / TK_QK_K;                                                                \
-    const tk_block_tq2_0 *blocks = (const tk_block_tq2_0 *)w;                                      \
+    const BLOCK_T *blocks = (const BLOCK_T *)w;                                                    \
     int32_t bs[TQ_KBLOCKS];                                                                        \
     for (int64_t t = 0; t < nt; t++) {                                                             \
         const int8_t *qt = q + t * ldq;                                                            \
@@ -261,7 +301,7 @@ TK_NEON_INLINE int32_t tq2_block_dot_neon(const tk_block_tq2_0 *blk, const int8_
             const int64_t nbk = nb - kb < TQ_KBLOCKS ? nb - kb : TQ_KBLOCKS;                       \
             tq_block_sums_neon(qt + kb * TK_QK_K, nbk, bs);                                        \
             for (int64_t m = r0; m < r1; m++) {                                                    \
-                const tk_block_tq2_0 *row = blocks + m * nb + kb;                                  \
+                const BLOCK_T *row = blocks + m * nb + kb;                                         \
                 float acc = kb ? out[t * ldo + m] : 0.0f;                                          \
                 for (int64_t b = 0; b < nbk; b++)                                                  \
                     acc = tk_tq_step(acc, tk_f16_to_f32(row[b].d),                                 \
@@ -273,7 +313,12 @@ TK_NEON_INLINE int32_t tq2_block_dot_neon(const tk_block_tq2_0 *blk, const int8_
 
 void tk_tq2_i8_gemm_neon(const void *w, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
                          int64_t ldq, int64_t nt, float *out, int64_t ldo) {
-    TQ2_GEMM_BODY(tq2_block_dot_neon)
+    TQ_GEMM_BODY(tk_block_tq2_0, tq2_block_dot_neon)
+}
+
+void tk_tq1_i8_gemm_neon(const void *w, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                         int64_t ldq, int64_t nt, float *out, int64_t ldo) {
+    TQ_GEMM_BODY(tk_block_tq1_0, tq1_block_dot_neon)
 }
 
 #if defined(__aarch64__)
@@ -426,7 +471,24 @@ TK_DOTPROD_INLINE int32_t tq2_block_dot_dotprod(const tk_block_tq2_0 *blk, const
 TK_DOTPROD_FN void tk_tq2_i8_gemm_dotprod(const void *w, int64_t K, int64_t r0, int64_t r1,
                                           const int8_t *q, int64_t ldq, int64_t nt, float *out,
                                           int64_t ldo) {
-    TQ2_GEMM_BODY(tq2_block_dot_dotprod)
+    TQ_GEMM_BODY(tk_block_tq2_0, tq2_block_dot_dotprod)
+}
+
+TK_DOTPROD_INLINE int32_t tq1_block_dot_dotprod(const tk_block_tq1_0 *blk, const int8_t *qb) {
+    int8x16_t c[16];
+    tq1_codes_neon(blk, c);
+    int32x4_t a0 = vdupq_n_s32(0), a1 = vdupq_n_s32(0);
+    TK_UNROLL for (int k = 0; k < 16; k += 2) {
+        a0 = vdotq_s32(a0, c[k], vld1q_s8(qb + 16 * k));
+        a1 = vdotq_s32(a1, c[k + 1], vld1q_s8(qb + 16 * k + 16));
+    }
+    return vaddvq_s32(vaddq_s32(a0, a1));
+}
+
+TK_DOTPROD_FN void tk_tq1_i8_gemm_dotprod(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                          const int8_t *q, int64_t ldq, int64_t nt, float *out,
+                                          int64_t ldo) {
+    TQ_GEMM_BODY(tk_block_tq1_0, tq1_block_dot_dotprod)
 }
 
 #endif /* __aarch64__ */

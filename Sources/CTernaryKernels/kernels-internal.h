@@ -40,6 +40,7 @@ static inline float tk_tq_step(float acc, float d, int32_t isum) {
 TK_QUANT_DECL(tk_quantize_row_i8_avx2);
 TK_I2S_DECL(tk_i2s_i8_gemm_avx2);
 TK_TQ_DECL(tk_tq2_i8_gemm_avx2);
+TK_TQ_DECL(tk_tq1_i8_gemm_avx2);
 TK_F_DECL(tk_f16_f32_gemm_avx2);
 TK_F_DECL(tk_bf16_f32_gemm_avx2);
 TK_F_DECL(tk_q8_0_f32_gemm_avx2);
@@ -53,11 +54,13 @@ TK_F_DECL(tk_f16_f32_gemm_avx512);
 TK_QUANT_DECL(tk_quantize_row_i8_neon);
 TK_I2S_DECL(tk_i2s_i8_gemm_neon);
 TK_TQ_DECL(tk_tq2_i8_gemm_neon);
+TK_TQ_DECL(tk_tq1_i8_gemm_neon);
 #if defined(__aarch64__)
 TK_F_DECL(tk_f16_f32_gemm_neon);
 TK_F_DECL(tk_bf16_f32_gemm_neon);
 TK_I2S_DECL(tk_i2s_i8_gemm_dotprod);
 TK_TQ_DECL(tk_tq2_i8_gemm_dotprod);
+TK_TQ_DECL(tk_tq1_i8_gemm_dotprod);
 #endif
 #endif
 

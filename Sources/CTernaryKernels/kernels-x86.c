@@ -7,6 +7,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <string.h>
 #include <math.h>
 
 #include "kernels-internal.h"
@@ -202,10 +203,63 @@ TK_AVX2_INLINE void tq_block_sums_avx2(const int8_t *q, int64_t nb, int32_t *bs)
     }
 }
 
-/* One row × TT tokens over nb blocks; acc[t] carries the float sum in block order. */
-TK_AVX2_INLINE void tq2_row_avx2(const tk_block_tq2_0 *row, int64_t nb, const int8_t *q, int64_t ldq,
-                                 const int32_t (*bs)[TQ_KBLOCKS], float *acc, const int TT) {
+/* TQ1_0 codes (0..2) of a block as eight 32-byte vectors lined up with the activation groups.
+ *
+ * Trit n of byte b is ((uint8_t)(b·3^n)·3) >> 8, which is [v ≥ 86] + [v ≥ 171] for v = b·3^n mod 256
+ * (for every byte value, canonical or not). v is kept biased by 0x80 so the unsigned thresholds
+ * become signed byte compares; the bias survives the step v → 3v mod 256 (3·128 ≡ 128), so the
+ * powers of 3 are two byte adds each — no multiplies. Groups: qs[0..31] trits 0..4 → elements
+ * 32n + m; qs[32..47] trits n, n+1 side by side (lanes 0 and 1) → 160 + 16n + m; the last group
+ * pairs trit 4 of qs[32..47] with the 4×4 trits of qh (byte 4n + j = trit n of qh[j] → 240 + 4n + j). */
+TK_AVX2_INLINE __m256i tq1_times3(__m256i v) { return _mm256_add_epi8(v, _mm256_add_epi8(v, v)); }
+
+TK_AVX2_INLINE __m256i tq1_trits(__m256i v) {
+    const __m256i lo = _mm256_set1_epi8((char)(85 ^ 0x80)), hi = _mm256_set1_epi8((char)(170 ^ 0x80));
+    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), _mm256_cmpgt_epi8(v, lo)), _mm256_cmpgt_epi8(v, hi));
+}
+
+TK_AVX2_INLINE void tq1_codes_avx2(const tk_block_tq1_0 *blk, __m256i c[8]) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk->qs), bias);
+    TK_UNROLL for (int n = 0; n < 5; n++) {
+        c[n] = tq1_trits(v);
+        v = tq1_times3(v);
+    }
+    const __m128i b16 = _mm_loadu_si128((const __m128i *)(blk->qs + 32));
+    const __m128i b16x3 = _mm_add_epi8(b16, _mm_add_epi8(b16, b16));
+    __m256i u = _mm256_xor_si256(_mm256_set_m128i(b16x3, b16), bias);
+    c[5] = tq1_trits(u);
+    u = tq1_times3(tq1_times3(u));
+    c[6] = tq1_trits(u);
+    u = tq1_times3(tq1_times3(u));
+    uint32_t qh;
+    memcpy(&qh, blk->qh, 4);
+    const __m128i h0 = _mm_set1_epi32((int)qh);
+    const __m128i h1 = _mm_add_epi8(h0, _mm_add_epi8(h0, h0));
+    const __m128i h2 = _mm_add_epi8(h1, _mm_add_epi8(h1, h1));
+    const __m128i h3 = _mm_add_epi8(h2, _mm_add_epi8(h2, h2));
+    const __m128i h = _mm_blend_epi32(_mm_blend_epi32(_mm_blend_epi32(h0, h1, 0x2), h2, 0x4), h3, 0x8);
+    c[7] = tq1_trits(_mm256_inserti128_si256(u, _mm_xor_si128(h, _mm_set1_epi8((char)0x80)), 1));
+}
+
+TK_AVX2_INLINE void tq2_codes_avx2(const tk_block_tq2_0 *blk, __m256i c[8]) {
     const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i v0 = _mm256_loadu_si256((const __m256i *)blk->qs);
+    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 32));
+    c[0] = _mm256_and_si256(v0, m3);
+    c[1] = _mm256_and_si256(_mm256_srli_epi16(v0, 2), m3);
+    c[2] = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m3);
+    c[3] = _mm256_and_si256(_mm256_srli_epi16(v0, 6), m3);
+    c[4] = _mm256_and_si256(v1, m3);
+    c[5] = _mm256_and_si256(_mm256_srli_epi16(v1, 2), m3);
+    c[6] = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m3);
+    c[7] = _mm256_and_si256(_mm256_srli_epi16(v1, 6), m3);
+}
+
+/* One row × TT tokens over nb blocks (TQ2_0 or TQ1_0, bsz bytes each); acc[t] carries the float
+ * sum in block order. */
+TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t nb, const int8_t *q, int64_t ldq,
+                                const int32_t (*bs)[TQ_KBLOCKS], float *acc, const int TT, const int tq1) {
     const __m256i ones16 = _mm256_set1_epi16(1);
     for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {
         const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;
@@ -213,18 +267,10 @@ TK_AVX2_INLINE void tq2_row_avx2(const tk_block_tq2_0 *row, int64_t nb, const in
         for (int i = 0; i < TQ_CHUNK; i++)
             TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm256_setzero_si256();
         for (int i = 0; i < nbc; i++) {
-            const tk_block_tq2_0 *blk = &row[b0 + i];
-            const __m256i v0 = _mm256_loadu_si256((const __m256i *)blk->qs);
-            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 32));
+            const uint8_t *blk = row + (b0 + i) * bsz;
             __m256i c[8];
-            c[0] = _mm256_and_si256(v0, m3);
-            c[1] = _mm256_and_si256(_mm256_srli_epi16(v0, 2), m3);
-            c[2] = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m3);
-            c[3] = _mm256_and_si256(_mm256_srli_epi16(v0, 6), m3);
-            c[4] = _mm256_and_si256(v1, m3);
-            c[5] = _mm256_and_si256(_mm256_srli_epi16(v1, 2), m3);
-            c[6] = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m3);
-            c[7] = _mm256_and_si256(_mm256_srli_epi16(v1, 6), m3);
+            if (tq1) tq1_codes_avx2((const tk_block_tq1_0 *)blk, c);
+            else tq2_codes_avx2((const tk_block_tq2_0 *)blk, c);
             TK_UNROLL for (int t = 0; t < TT; t++) {
                 const int8_t *qb = q + t * ldq + (b0 + i) * TK_QK_K;
                 __m256i p = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)qb));
@@ -237,17 +283,21 @@ TK_AVX2_INLINE void tq2_row_avx2(const tk_block_tq2_0 *row, int64_t nb, const in
             int32_t is[8];
             _mm256_storeu_si256((__m256i *)is, hsum8_epi32_avx2(dots[t]));
             float a = acc[t];
-            for (int i = 0; i < nbc; i++)
-                a = tk_tq_step(a, tk_f16_to_f32(row[b0 + i].d), is[i] - bs[t][b0 + i]);
+            for (int i = 0; i < nbc; i++) {
+                uint16_t d;
+                memcpy(&d, row + (b0 + i) * bsz + bsz - 2, 2);
+                a = tk_tq_step(a, tk_f16_to_f32(d), is[i] - bs[t][b0 + i]);
+            }
             acc[t] = a;
         }
     }
 }
 
-TK_AVX2_FN void tk_tq2_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
-                                    const int8_t *q, int64_t ldq, int64_t nt, float *out, int64_t ldo) {
+TK_AVX2_INLINE void tq_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1, const int8_t *q, int64_t ldq,
+                                 int64_t nt, float *out, int64_t ldo, const int tq1) {
     const int64_t nb = K / TK_QK_K;
-    const tk_block_tq2_0 *blocks = (const tk_block_tq2_0 *)w;
+    const int64_t bsz = tq1 ? (int64_t)sizeof(tk_block_tq1_0) : (int64_t)sizeof(tk_block_tq2_0);
+    const uint8_t *blocks = (const uint8_t *)w;
     int32_t bs[4][TQ_KBLOCKS];
     for (int64_t t0 = 0; t0 < nt; t0 += 4) {
         const int tn = nt - t0 < 4 ? (int)(nt - t0) : 4;
@@ -261,18 +311,28 @@ TK_AVX2_FN void tk_tq2_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_
             for (int64_t m = r0; m < r1; m++) {
                 float acc[4];
                 for (int t = 0; t < tn; t++) acc[t] = kb ? ot[t * ldo + m] : 0.0f;
-                const tk_block_tq2_0 *row = blocks + m * nb + kb;
+                const uint8_t *row = blocks + (m * nb + kb) * bsz;
                 const int8_t *qk = qt + kb * TK_QK_K;
                 switch (tn) {
-                case 4: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 4); break;
-                case 3: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 3); break;
-                case 2: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 2); break;
-                default: tq2_row_avx2(row, nbk, qk, ldq, bs, acc, 1); break;
+                case 4: tq_row_avx2(row, bsz, nbk, qk, ldq, bs, acc, 4, tq1); break;
+                case 3: tq_row_avx2(row, bsz, nbk, qk, ldq, bs, acc, 3, tq1); break;
+                case 2: tq_row_avx2(row, bsz, nbk, qk, ldq, bs, acc, 2, tq1); break;
+                default: tq_row_avx2(row, bsz, nbk, qk, ldq, bs, acc, 1, tq1); break;
                 }
                 for (int t = 0; t < tn; t++) ot[t * ldo + m] = acc[t];
             }
         }
     }
+}
+
+TK_AVX2_FN void tk_tq2_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                    const int8_t *q, int64_t ldq, int64_t nt, float *out, int64_t ldo) {
+    tq_gemm_avx2(w, K, r0, r1, q, ldq, nt, out, ldo, 0);
+}
+
+TK_AVX2_FN void tk_tq1_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                    const int8_t *q, int64_t ldq, int64_t nt, float *out, int64_t ldo) {
+    tq_gemm_avx2(w, K, r0, r1, q, ldq, nt, out, ldo, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -464,15 +464,17 @@ static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, in
     for (int64_t b = 0; b < M * nb; b++) {
         if (tq1) {
             tk_block_tq1_0 *blk = (tk_block_tq1_0 *)(w + (size_t)b * bsz);
+            /* extreme 2: arbitrary bytes (not canonical encodings): every path must still decode
+             * them exactly as the reference formula does. */
             for (int i = 0; i < 48; i++) {
                 int t[5];
-                for (int j = 0; j < 5; j++) t[j] = extreme ? 2 : rnd_int(0, 2);
-                blk->qs[i] = tq1_encode(t, 5);
+                for (int j = 0; j < 5; j++) t[j] = extreme == 1 ? 2 : rnd_int(0, 2);
+                blk->qs[i] = extreme == 2 ? (uint8_t)rnd_int(0, 255) : tq1_encode(t, 5);
             }
             for (int i = 0; i < 4; i++) {
                 int t[5];
-                for (int j = 0; j < 4; j++) t[j] = extreme ? 2 : rnd_int(0, 2);
-                blk->qh[i] = tq1_encode(t, 4);
+                for (int j = 0; j < 4; j++) t[j] = extreme == 1 ? 2 : rnd_int(0, 2);
+                blk->qh[i] = extreme == 2 ? (uint8_t)rnd_int(0, 255) : tq1_encode(t, 4);
             }
             blk->d = rnd_scale_f16();
         } else {
@@ -483,7 +485,7 @@ static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, in
         }
     }
     int8_t *q = xmalloc((size_t)(nt * ldq));
-    for (int64_t i = 0; i < nt * ldq; i++) q[i] = extreme ? -128 : (int8_t)rnd_int(-128, 127);
+    for (int64_t i = 0; i < nt * ldq; i++) q[i] = extreme == 1 ? -128 : (int8_t)rnd_int(-128, 127);
     float *o0 = xmalloc((size_t)(nt * ldo) * sizeof(float));
     float *o1 = xmalloc((size_t)(nt * ldo) * sizeof(float));
     for (int64_t i = 0; i < nt * ldo; i++) o0[i] = o1[i] = -7.25f;
@@ -498,7 +500,7 @@ static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, in
             break;
         }
     check(bad < 0, "%s K=%lld rows [%lld,%lld) nt=%lld%s: out[%lld] = %a, ref %a", tq1 ? "tq1" : "tq2",
-          (long long)K, (long long)r0, (long long)r1, (long long)nt, extreme ? " extreme" : "", (long long)bad,
+          (long long)K, (long long)r0, (long long)r1, (long long)nt, extreme == 1 ? " extreme" : extreme ? " raw bytes" : "", (long long)bad,
           bad >= 0 ? (double)o1[bad] : 0.0, bad >= 0 ? (double)o0[bad] : 0.0);
     free(w);
     free(q);
@@ -514,6 +516,7 @@ static void test_tq(const kernel_set *ks) {
             for (size_t ti = 0; ti < sizeof nts / sizeof nts[0]; ti++)
                 test_tq_case(ks, tq1, Ks[ki], 7, 2, 7, nts[ti], 0);
         test_tq_case(ks, tq1, 2560, 5, 0, 5, 3, 1);
+        if (tq1) test_tq_case(ks, tq1, 2560, 5, 0, 5, 4, 2);
         test_tq_case(ks, tq1, 131072 + 2 * 256, 3, 0, 3, 5, 0); /* > 512 blocks: stack slices */
     }
 }
