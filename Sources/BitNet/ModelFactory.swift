@@ -251,6 +251,37 @@ public enum TernaryPacking {
 
 /// Encoders for float-like formats (embeddings, LM heads).
 public enum FloatPacking {
+    /// One Q6_K block (ggml block_q6_K: ql[128], qh[64], scales[16], d): a plain round-to-nearest
+    /// quantizer (sub-block scale amax/31, super-scale max/127), enough for generated test models.
+    static func encodeQ6K(_ x: [Float], into out: UnsafeMutableRawBufferPointer, at base: Int) {
+        var sub = [Float](repeating: 0, count: 16)
+        for i in 0..<16 { sub[i] = (x[(16 * i)..<(16 * i + 16)].map { abs($0) }.max() ?? 0) / 31 }
+        let d = tk_f16_to_f32(tk_f32_to_f16((sub.max() ?? 0) / 127))
+        var q = [Int](repeating: 32, count: 256)
+        var sc = [Int8](repeating: 0, count: 16)
+        for i in 0..<16 {
+            let s = d == 0 ? 0 : Int((sub[i] / d).rounded()).clamped(-128, 127)
+            sc[i] = Int8(s)
+            let step = d * Float(s)
+            for j in 0..<16 where step != 0 {
+                q[16 * i + j] = Int((x[16 * i + j] / step).rounded()).clamped(-32, 31) + 32
+            }
+        }
+        // Layout (see the reference dequantizer): per half h of 128 values, l in 0..<32:
+        // ql[64h + l] = v[l] & 15 | (v[l + 64] & 15) << 4, ql[64h + l + 32] = v[l + 32] & 15 | (v[l + 96] & 15) << 4,
+        // qh[32h + l] = v[l] >> 4 | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6.
+        for h in 0..<2 {
+            let v = Array(q[(128 * h)..<(128 * h + 128)])
+            for l in 0..<32 {
+                out[base + 64 * h + l] = UInt8(v[l] & 15 | (v[l + 64] & 15) << 4)
+                out[base + 64 * h + l + 32] = UInt8(v[l + 32] & 15 | (v[l + 96] & 15) << 4)
+                out[base + 128 + 32 * h + l] = UInt8(v[l] >> 4 | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6)
+            }
+        }
+        for i in 0..<16 { out[base + 192 + i] = UInt8(bitPattern: sc[i]) }
+        out.storeBytes(of: tk_f32_to_f16(d), toByteOffset: base + 208, as: UInt16.self)
+    }
+
     public static func encode(_ x: [Float], type: GGMLType, into out: UnsafeMutableRawBufferPointer) {
         switch type {
         case .f32:
@@ -274,8 +305,16 @@ public enum FloatPacking {
                     out.storeBytes(of: Int8((v * id).rounded()), toByteOffset: 34 * b + 2 + j, as: Int8.self)
                 }
             }
+        case .q6_K:
+            for b in 0..<(x.count / 256) {
+                encodeQ6K(Array(x[(256 * b)..<(256 * b + 256)]), into: out, at: 210 * b)
+            }
         default:
             preconditionFailure("encoding \(type.name) is not supported")
         }
     }
+}
+
+extension Int {
+    fileprivate func clamped(_ lo: Int, _ hi: Int) -> Int { Swift.min(Swift.max(self, lo), hi) }
 }

@@ -123,7 +123,7 @@ static const tk_kernels table_avx2 = {
     .f16_gemm = tk_f16_f32_gemm_avx2,
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
-    .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+    .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
 };
 
 /* AVX-512 without VNNI (Skylake-X): maddubs-based ternary kernel. */
@@ -137,7 +137,7 @@ static const tk_kernels table_avx512 = {
     .f16_gemm = tk_f16_f32_gemm_avx512,
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
-    .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+    .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
 };
 
 /* AVX-512 with VNNI (Cascade Lake, Ice Lake, Zen 4 and later). */
@@ -151,7 +151,7 @@ static const tk_kernels table_avx512vnni = {
     .f16_gemm = tk_f16_f32_gemm_avx512,
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
-    .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+    .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
 };
 #endif
 
@@ -166,12 +166,14 @@ static const tk_kernels table_neon = {
 #if defined(__aarch64__)
     .f16_gemm = tk_f16_f32_gemm_neon,
     .bf16_gemm = tk_bf16_f32_gemm_neon,
+    .q8_0_gemm = tk_q8_0_f32_gemm_ref,
+    .q6_k_gemm = tk_q6_k_f32_gemm_neon,
 #else
     .f16_gemm = tk_f16_f32_gemm_ref,
     .bf16_gemm = tk_bf16_f32_gemm_ref,
-#endif
     .q8_0_gemm = tk_q8_0_f32_gemm_ref,
     .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+#endif
 };
 #endif
 
@@ -186,7 +188,7 @@ static const tk_kernels table_dotprod = {
     .f16_gemm = tk_f16_f32_gemm_neon,
     .bf16_gemm = tk_bf16_f32_gemm_neon,
     .q8_0_gemm = tk_q8_0_f32_gemm_ref,
-    .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+    .q6_k_gemm = tk_q6_k_f32_gemm_neon,
 };
 #endif
 

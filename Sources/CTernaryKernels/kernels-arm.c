@@ -404,6 +404,72 @@ void tk_bf16_f32_gemm_neon(const void *w, int64_t K, int64_t r0, int64_t r1, con
     half_gemm_neon(w, K, r0, r1, x, ldx, nt, out, ldo, 1);
 }
 
+/* Q6_K × f32 (aarch64): each 16-value sub-block is one code vector (ql nibble | qh bit pair << 4,
+ * minus 32, as in the reference decode); its dot is scaled by d·scale once. One row × up to 4
+ * tokens. Results differ from the reference only by summation order. */
+TK_NEON_INLINE void q6_k_row_neon(const tk_block_q6_k *row, int64_t nb, const float *x, int64_t ldx,
+                                  float *out, int64_t ldo, const int TT) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
+    float32x4_t acc[4];
+    TK_UNROLL for (int t = 0; t < TT; t++) acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const tk_block_q6_k *blk = &row[b];
+        const float d = tk_f16_to_f32(blk->d);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = blk->ql + 64 * half, *qh = blk->qh + 32 * half;
+            TK_UNROLL for (int j = 0; j < 4; j++) {
+                TK_UNROLL for (int h = 0; h < 2; h++) {
+                    const uint8x16_t l = vld1q_u8(ql + 32 * (j & 1) + 16 * h);
+                    const uint8x16_t hb = vld1q_u8(qh + 16 * h);
+                    const uint8x16_t lo4 = j < 2 ? vandq_u8(l, m4) : vshrq_n_u8(l, 4);
+                    uint8x16_t hi2;
+                    switch (j) {
+                    case 0: hi2 = vandq_u8(hb, m3); break;
+                    case 1: hi2 = vandq_u8(vshrq_n_u8(hb, 2), m3); break;
+                    case 2: hi2 = vandq_u8(vshrq_n_u8(hb, 4), m3); break;
+                    default: hi2 = vshrq_n_u8(hb, 6); break;
+                    }
+                    const int8x16_t c = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo4, vshlq_n_u8(hi2, 4))), vdupq_n_s8(32));
+                    const int16x8_t c0 = vmovl_s8(vget_low_s8(c)), c1 = vmovl_s8(vget_high_s8(c));
+                    const float32x4_t f0 = vcvtq_f32_s32(vmovl_s16(vget_low_s16(c0)));
+                    const float32x4_t f1 = vcvtq_f32_s32(vmovl_s16(vget_high_s16(c0)));
+                    const float32x4_t f2 = vcvtq_f32_s32(vmovl_s16(vget_low_s16(c1)));
+                    const float32x4_t f3 = vcvtq_f32_s32(vmovl_s16(vget_high_s16(c1)));
+                    const float ds = d * (float)blk->scales[8 * half + 2 * j + h];
+                    TK_UNROLL for (int t = 0; t < TT; t++) {
+                        const float *xb = x + t * ldx + b * TK_QK_K + 128 * half + 32 * j + 16 * h;
+                        float32x4_t p = vmulq_f32(f0, vld1q_f32(xb));
+                        p = vfmaq_f32(p, f1, vld1q_f32(xb + 4));
+                        p = vfmaq_f32(p, f2, vld1q_f32(xb + 8));
+                        p = vfmaq_f32(p, f3, vld1q_f32(xb + 12));
+                        acc[t] = vfmaq_n_f32(acc[t], p, ds);
+                    }
+                }
+            }
+        }
+    }
+    TK_UNROLL for (int t = 0; t < TT; t++) out[t * ldo] = vaddvq_f32(acc[t]);
+}
+
+void tk_q6_k_f32_gemm_neon(const void *w, int64_t K, int64_t r0, int64_t r1, const float *x,
+                           int64_t ldx, int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK_K;
+    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+        const int64_t tn = nt - t0 < 4 ? nt - t0 : 4;
+        const float *xt = x + t0 * ldx;
+        float *ot = out + t0 * ldo;
+        for (int64_t m = r0; m < r1; m++) {
+            switch (tn) {
+            case 4: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 4); break;
+            case 3: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 3); break;
+            case 2: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 2); break;
+            default: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 1); break;
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Dotprod (SDOT) kernels. Codes 0..3 reinterpret exactly as signed bytes, so SDOT of codes with
  * activations is the exact Σ code·q; each int32 lane gains at most 4·3·128 per instruction and the

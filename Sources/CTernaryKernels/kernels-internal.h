@@ -44,6 +44,7 @@ TK_TQ_DECL(tk_tq1_i8_gemm_avx2);
 TK_F_DECL(tk_f16_f32_gemm_avx2);
 TK_F_DECL(tk_bf16_f32_gemm_avx2);
 TK_F_DECL(tk_q8_0_f32_gemm_avx2);
+TK_F_DECL(tk_q6_k_f32_gemm_avx2);
 
 TK_I2S_DECL(tk_i2s_i8_gemm_avx512);      /* avx512bw (maddubs) */
 TK_I2S_DECL(tk_i2s_i8_gemm_avx512vnni);  /* avx512vnni (vpdpbusd) */
@@ -58,6 +59,7 @@ TK_TQ_DECL(tk_tq1_i8_gemm_neon);
 #if defined(__aarch64__)
 TK_F_DECL(tk_f16_f32_gemm_neon);
 TK_F_DECL(tk_bf16_f32_gemm_neon);
+TK_F_DECL(tk_q6_k_f32_gemm_neon);
 TK_I2S_DECL(tk_i2s_i8_gemm_dotprod);
 TK_TQ_DECL(tk_tq2_i8_gemm_dotprod);
 TK_TQ_DECL(tk_tq1_i8_gemm_dotprod);

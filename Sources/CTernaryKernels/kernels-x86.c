@@ -479,4 +479,71 @@ TK_AVX2_FN void tk_q8_0_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int6
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Q6_K × f32 (LM heads of other BitNet GGUFs): per half block the four 32-byte code vectors
+ * (ql nibbles | qh bit pairs << 4, minus 32, as in the reference decode), converted to float 8 at a
+ * time; each 16-value sub-block's dot is scaled by d·scale once. One row × up to 4 tokens.
+ * Results differ from the reference only by summation order.
+ * ------------------------------------------------------------------------------------------- */
+
+TK_AVX2_INLINE void q6_k_row_avx2(const tk_block_q6_k *row, int64_t nb, const float *x, int64_t ldx,
+                                  float *out, int64_t ldo, const int TT) {
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
+    __m256 acc[4];
+    TK_UNROLL for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const tk_block_q6_k *blk = &row[b];
+        const float d = tk_f16_to_f32(blk->d);
+        TK_UNROLL for (int half = 0; half < 2; half++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * half));
+            __m256i v[4];
+            v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+            v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            TK_UNROLL for (int j = 0; j < 4; j++) {
+                const __m256i c = _mm256_sub_epi8(v[j], k32);
+                const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+                const __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+                const __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+                const __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+                const __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+                const __m256 s0 = _mm256_set1_ps(d * (float)blk->scales[8 * half + 2 * j]);
+                const __m256 s1 = _mm256_set1_ps(d * (float)blk->scales[8 * half + 2 * j + 1]);
+                TK_UNROLL for (int t = 0; t < TT; t++) {
+                    const float *xb = x + t * ldx + b * TK_QK_K + 128 * half + 32 * j;
+                    const __m256 p0 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(xb + 8), _mm256_mul_ps(f0, _mm256_loadu_ps(xb)));
+                    const __m256 p1 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(xb + 24), _mm256_mul_ps(f2, _mm256_loadu_ps(xb + 16)));
+                    acc[t] = _mm256_fmadd_ps(s1, p1, _mm256_fmadd_ps(s0, p0, acc[t]));
+                }
+            }
+        }
+    }
+    TK_UNROLL for (int t = 0; t < TT; t++) out[t * ldo] = hsum_ps_avx2(acc[t]);
+}
+
+TK_AVX2_FN void tk_q6_k_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
+                                      const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK_K;
+    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+        const int64_t tn = nt - t0 < 4 ? nt - t0 : 4;
+        const float *xt = x + t0 * ldx;
+        float *ot = out + t0 * ldo;
+        for (int64_t m = r0; m < r1; m++) {
+            switch (tn) {
+            case 4: q6_k_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 4); break;
+            case 3: q6_k_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 3); break;
+            case 2: q6_k_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 2); break;
+            default: q6_k_row_avx2(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 1); break;
+            }
+        }
+    }
+}
+
 #endif /* __x86_64__ */

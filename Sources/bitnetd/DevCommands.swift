@@ -154,7 +154,7 @@ struct MakeModel: ParsableCommand {
     @Option(help: "Vocabulary size (≥ 300).") var vocab = 512
     @Option(help: "Trained context length written to the file.") var context = 512
     @Option(help: "Ternary type: i2_s, tq2_0 or tq1_0.") var type = "i2_s"
-    @Option(help: "Embedding type: f16, f32, bf16 or q8_0.") var embdType = "f16"
+    @Option(help: "Embedding type: f16, f32, bf16, q8_0 or q6_k.") var embdType = "f16"
     @Option(help: "FFN activation for arch bitnet: relu2 or silu (absent = SiLU).") var hiddenActivation: String?
     @Flag(help: "Add per-tensor scale tensors (arch bitnet).") var scaleTensors = false
     @Option(help: "Random seed.") var seed: UInt64 = 1
@@ -172,9 +172,9 @@ struct MakeModel: ParsableCommand {
             spec.context = context
         }
         let types: [String: GGMLType] = ["i2_s": .i2_s, "tq2_0": .tq2_0, "tq1_0": .tq1_0,
-                                         "f16": .f16, "f32": .f32, "bf16": .bf16, "q8_0": .q8_0]
+                                         "f16": .f16, "f32": .f32, "bf16": .bf16, "q8_0": .q8_0, "q6_k": .q6_K]
         guard let t = types[type.lowercased()], t.isTernary else { throw ValidationError("--type must be i2_s, tq2_0 or tq1_0") }
-        guard let e = types[embdType.lowercased()], !e.isTernary else { throw ValidationError("--embd-type must be f16, f32, bf16 or q8_0") }
+        guard let e = types[embdType.lowercased()], !e.isTernary else { throw ValidationError("--embd-type must be f16, f32, bf16, q8_0 or q6_k") }
         spec.ternaryType = t
         spec.embeddingType = e
         if let a = hiddenActivation {

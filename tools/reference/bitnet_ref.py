@@ -60,11 +60,12 @@ _SCALAR_NP = {
 
 # tensor types (spec §1.2, §3.1 — fork meaning of 36)
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
+GGML_Q6_K = 14
 GGML_TQ1_0, GGML_TQ2_0, GGML_I2_S = 34, 35, 36
-TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16",
+TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_Q6_K: "Q6_K",
               GGML_TQ1_0: "TQ1_0", GGML_TQ2_0: "TQ2_0", GGML_I2_S: "I2_S"}
 # (block size, bytes per block) for the regular types
-_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q8_0: (32, 34),
+_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q8_0: (32, 34), GGML_Q6_K: (256, 210),
           GGML_TQ1_0: (256, 54), GGML_TQ2_0: (256, 66)}
 
 QK_I2_S = 128
@@ -242,6 +243,8 @@ class GGUFFile:
             out = (raw.view("<u2").astype(np.uint32) << 16).view(F32)
         elif t == GGML_Q8_0:
             out = dequantize_q8_0(raw, ti.n_elements)
+        elif t == GGML_Q6_K:
+            out = dequantize_q6_k(raw, ti.n_elements)
         elif t in (GGML_I2_S, GGML_TQ1_0, GGML_TQ2_0):
             tw = self.ternary(name)
             out = tw.dequantize().reshape(-1)
@@ -276,6 +279,26 @@ def dequantize_q8_0(raw: np.ndarray, n: int) -> np.ndarray:
     d = blocks[:, 0:2].copy().view("<f2").astype(F32)          # [nb, 1]
     qs = blocks[:, 2:].view(np.int8).astype(F32)               # [nb, 32]
     return (qs * d).reshape(-1)
+
+
+def dequantize_q6_k(raw: np.ndarray, n: int) -> np.ndarray:
+    """Q6_K (ggml block_q6_K, 210 bytes per 256 values): ql[128] low nibbles, qh[64] high bit
+    pairs, 16 int8 sub-scales, f16 d. In half h (128 values), for l < 32: value l takes the low
+    nibble of ql[64h+l] and bits 0-1 of qh[32h+l]; l+32 the low nibble of ql[64h+l+32] and bits
+    2-3; l+64 the high nibble of ql[64h+l] and bits 4-5; l+96 the high nibble of ql[64h+l+32] and
+    bits 6-7. Value = d * scale[value index // 16] * (6-bit code - 32)."""
+    blocks = raw.reshape(n // 256, 210)
+    ql = blocks[:, :128].astype(np.int32).reshape(-1, 2, 64)
+    qh = blocks[:, 128:192].astype(np.int32).reshape(-1, 2, 32)
+    sc = blocks[:, 192:208].view(np.int8).astype(np.float64)
+    d = blocks[:, 208:210].copy().view("<f2").astype(np.float64)      # [nb, 1]
+    lo, hi = ql[:, :, :32], ql[:, :, 32:]
+    parts = [(lo & 15) | ((qh & 3) << 4), (hi & 15) | (((qh >> 2) & 3) << 4),
+             (lo >> 4) | (((qh >> 4) & 3) << 4), (hi >> 4) | (((qh >> 6) & 3) << 4)]
+    codes = np.concatenate(parts, axis=2).reshape(-1, 256) - 32      # [nb, 256], value order
+    scale = np.repeat(sc, 16, axis=1)                                 # [nb, 256]
+    # float32 as the engine does: d · (scale · q) rounded once to float32 per value.
+    return (d.astype(F32) * (scale * codes).astype(F32)).reshape(-1)
 
 
 def decode_i2_s(raw: np.ndarray, M: int, K: int):

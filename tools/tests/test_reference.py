@@ -56,6 +56,9 @@ MODELS = {
     "b158-i2s-embd-q8_0-d256-h8kv8": dict(arch="bitnet-b1.58", layers=3, embd=256, heads=8,
                                           kv_heads=8, ff=384, vocab=300, type="i2_s", seed=18,
                                           embd_type="q8_0"),
+    "b158-tq2-embd-q6_k-d256-h4kv2": dict(arch="bitnet-b1.58", layers=3, embd=256, heads=4,
+                                          kv_heads=2, ff=512, vocab=512, type="tq2_0", seed=19,
+                                          embd_type="q6_k"),
 }
 I2S_MODELS = [k for k, v in MODELS.items() if v["type"] == "i2_s"]
 STAGE_PROMPT_LENS = [1, 16]
