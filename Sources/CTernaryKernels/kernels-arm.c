@@ -453,21 +453,7 @@ TK_NEON_INLINE void q6_k_row_neon(const tk_block_q6_k *row, int64_t nb, const fl
 
 void tk_q6_k_f32_gemm_neon(const void *w, int64_t K, int64_t r0, int64_t r1, const float *x,
                            int64_t ldx, int64_t nt, float *out, int64_t ldo) {
-    const int64_t nb = K / TK_QK_K;
-    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;
-    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
-        const int64_t tn = nt - t0 < 4 ? nt - t0 : 4;
-        const float *xt = x + t0 * ldx;
-        float *ot = out + t0 * ldo;
-        for (int64_t m = r0; m < r1; m++) {
-            switch (tn) {
-            case 4: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 4); break;
-            case 3: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 3); break;
-            case 2: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 2); break;
-            default: q6_k_row_neon(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 1); break;
-            }
-        }
-    }
+    TK_FLOAT_ROWS_GEMM_BODY(tk_block_q6_k, TK_QK_K, q6_k_row_neon)
 }
 
 /* ---------------------------------------------------------------------------------------------

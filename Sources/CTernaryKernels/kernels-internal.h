@@ -36,6 +36,25 @@ static inline float tk_tq_step(float acc, float d, int32_t isum) {
     return __builtin_fmaf(d, (float)isum, acc);
 }
 
+/* Body of a block-quantized × f32 gemm built from a ROW(row, nb, x, ldx, out, ldo, TT) kernel that
+ * handles one row for TT ≤ 4 tokens: tokens in groups of four, every row of [r0, r1) per group. */
+#define TK_FLOAT_ROWS_GEMM_BODY(BLOCK_T, BLOCK_ELEMS, ROW)                                            \
+    const int64_t nb = K / (BLOCK_ELEMS);                                                            \
+    const BLOCK_T *blocks = (const BLOCK_T *)w;                                                      \
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {                                                         \
+        const int64_t tn = nt - t0 < 4 ? nt - t0 : 4;                                                \
+        const float *xt = x + t0 * ldx;                                                              \
+        float *ot = out + t0 * ldo;                                                                  \
+        for (int64_t m = r0; m < r1; m++) {                                                          \
+            switch (tn) {                                                                            \
+            case 4: ROW(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 4); break;                        \
+            case 3: ROW(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 3); break;                        \
+            case 2: ROW(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 2); break;                        \
+            default: ROW(blocks + m * nb, nb, xt, ldx, ot + m, ldo, 1); break;                       \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
 #if defined(__x86_64__)
 TK_QUANT_DECL(tk_quantize_row_i8_avx2);
 TK_I2S_DECL(tk_i2s_i8_gemm_avx2);

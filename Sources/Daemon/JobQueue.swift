@@ -103,26 +103,7 @@ public final class JobQueue: @unchecked Sendable {
     }
 
     /// Blocks until a job is available (decide lane first) or the queue is closed and empty.
-    public func pop() -> Job? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while true {
-            if decideHead < decide.count {
-                let j = decide[decideHead]
-                decideHead += 1
-                compact()
-                return j
-            }
-            if generateHead < generate.count {
-                let j = generate[generateHead]
-                generateHead += 1
-                compact()
-                return j
-            }
-            if closed || finishing { return nil }
-            pthread_cond_wait(&cond, &mutex)
-        }
-    }
+    public func pop() -> Job? { popBatch(max: 1)?.first }
 
     /// Like `pop`, and when the job is a decide job, also takes up to `max - 1` more queued
     /// decide jobs of the same route (same configuration), oldest first, to be decided together.
