@@ -381,9 +381,8 @@ public final class InferenceContext: @unchecked Sendable {
 
         // Embedding rows.
         let emb = model.tokenEmbedding
-        for (t, id) in tokens.enumerated() {
-            dequantizeRow(emb, row: Int(id), into: x + t * d)
-        }
+        let x = self.x
+        perToken(n) { t in self.dequantizeRow(emb, row: Int(tokens[t]), into: x + t * d) }
         prepareRope(n: n, pos0: pos0, positions: tree?.ropePositions)
 
         for l in 0..<hp.layers {
@@ -406,23 +405,27 @@ public final class InferenceContext: @unchecked Sendable {
             sinkLayer(sink, name + "attn_sub_norm", normed, n, hp.qWidth)
             quantizeRows(normed, width: hp.qWidth, n: n)
             bitLinear([(w.o, qb)], n: n, sink: sink, prefix: name, names: ["attn_output"])
-            for i in 0..<(n * d) { x[i] += qb[i] }
+            addResidual(n: n)
             sinkLayer(sink, name + "ffn_in", x, n, d)
             rmsNorm(x, w.ffnNorm, width: d, n: n, out: normed)
             sinkLayer(sink, name + "ffn_norm", normed, n, d)
             quantizeRows(normed, width: d, n: n)
             bitLinear([(w.gate, gate), (w.up, up)], n: n, sink: sink, prefix: name, names: ["ffn_gate", "ffn_up"])
-            let ff = hp.feedForward
+            let ff = hp.feedForward, gate = self.gate, up = self.up
             switch hp.activation {
             case .relu2:
-                for i in 0..<(n * ff) {
-                    let g = max(gate[i], 0)
-                    gate[i] = g * g * up[i]
+                perToken(n) { t in
+                    for i in (t * ff)..<((t + 1) * ff) {
+                        let g = max(gate[i], 0)
+                        gate[i] = g * g * up[i]
+                    }
                 }
             case .silu:
-                for i in 0..<(n * ff) {
-                    let g = gate[i]
-                    gate[i] = g / (1 + expf(-g)) * up[i]
+                perToken(n) { t in
+                    for i in (t * ff)..<((t + 1) * ff) {
+                        let g = gate[i]
+                        gate[i] = g / (1 + expf(-g)) * up[i]
+                    }
                 }
             }
             sinkLayer(sink, name + "ffn_act", gate, n, ff)
@@ -430,7 +433,7 @@ public final class InferenceContext: @unchecked Sendable {
             sinkLayer(sink, name + "ffn_sub_norm", normed, n, ff)
             quantizeRows(normed, width: ff, n: n)
             bitLinear([(w.down, qb)], n: n, sink: sink, prefix: name, names: ["ffn_down"])
-            for i in 0..<(n * d) { x[i] += qb[i] }
+            addResidual(n: n)
         }
         position = pos0 + n
 
@@ -505,11 +508,28 @@ public final class InferenceContext: @unchecked Sendable {
         }
     }
 
+    /// Runs `body(t)` for every token of a batch, on the pool's threads when there are several
+    /// tokens (per-token work is independent, so the split never changes a value).
+    @inline(__always)
+    func perToken(_ n: Int, _ body: (Int) -> Void) {
+        if n < 2 || pool.threadCount == 1 {
+            for t in 0..<n { body(t) }
+        } else {
+            pool.parallelFor(n) { t0, t1 in for t in t0..<t1 { body(t) } }
+        }
+    }
+
+    /// x += qb over the batch (the residual connections).
+    private func addResidual(n: Int) {
+        let d = hp.embedding, x = self.x, qb = self.qb
+        perToken(n) { t in for i in (t * d)..<((t + 1) * d) { x[i] += qb[i] } }
+    }
+
     /// RMSNorm (spec §4.2): mean of squares summed in double, scale = 1/sqrtf(mean + eps) in float.
     func rmsNorm(_ input: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, width: Int, n: Int,
                  out: UnsafeMutablePointer<Float>) {
         let eps = hp.rmsEpsilon
-        for t in 0..<n {
+        perToken(n) { t in
             let xi = input + t * width
             let yo = out + t * width
             var sum: Double = 0
@@ -522,7 +542,8 @@ public final class InferenceContext: @unchecked Sendable {
 
     func quantizeRows(_ input: UnsafePointer<Float>, width: Int, n: Int) {
         let quant = kernels.table.pointee.quantize_i8!
-        for t in 0..<n {
+        let q8 = self.q8, actScale = self.actScale, actSum = self.actSum
+        perToken(n) { t in
             actScale[t] = quant(input + t * width, q8 + t * width, Int64(width), actSum + t)
         }
     }
@@ -608,7 +629,8 @@ public final class InferenceContext: @unchecked Sendable {
     /// NEOX RoPE (spec §4.3): pairs (i, i + rot/2) within each head.
     private func applyRope(_ buf: UnsafeMutablePointer<Float>, heads: Int, n: Int) {
         let D = hp.headDim, half = hp.ropeDims / 2
-        for t in 0..<n {
+        let ropeCos = self.ropeCos, ropeSin = self.ropeSin
+        perToken(n) { t in
             for h in 0..<heads {
                 let v = buf + t * heads * D + h * D
                 for i in 0..<half {
@@ -623,15 +645,16 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// K and V rows into the F16 cache; layout per layer [kvHead][position][headDim].
     private func storeKV(layer l: Int, n: Int, pos0: Int) {
-        let D = hp.headDim
-        for t in 0..<n {
-            for g in 0..<hp.kvHeads {
-                let dst = g * contextLength * D + (pos0 + t) * D
-                let ks = kb + t * hp.kvWidth + g * D
-                let vs = vb + t * hp.kvWidth + g * D
+        let D = hp.headDim, kvHeads = hp.kvHeads, kvWidth = hp.kvWidth, ctx = contextLength
+        let kc = kCache[l], vc = vCache[l], kb = self.kb, vb = self.vb
+        perToken(n) { t in
+            for g in 0..<kvHeads {
+                let dst = g * ctx * D + (pos0 + t) * D
+                let ks = kb + t * kvWidth + g * D
+                let vs = vb + t * kvWidth + g * D
                 for i in 0..<D {
-                    kCache[l][dst + i] = tk_f32_to_f16(ks[i])
-                    vCache[l][dst + i] = tk_f32_to_f16(vs[i])
+                    kc[dst + i] = tk_f32_to_f16(ks[i])
+                    vc[dst + i] = tk_f32_to_f16(vs[i])
                 }
             }
         }
