@@ -672,51 +672,51 @@ public final class InferenceContext: @unchecked Sendable {
         let ctx = contextLength
         let roundP = n == 1 && tree == nil
         let scores = self.scores, qh16 = self.qh16, qb = self.qb, attn = self.attn
-        f16Table.withUnsafeBufferPointer { lut in
-            pool.parallelChunks(n * H) { part, start, end in
-                let sc = scores + part * ctx
-                let qh = qh16 + part * D
-                for job in start..<end {
-                    let t = job / H, h = job % H
-                    let g = h / group
-                    let q = qb + t * hp.qWidth + h * D
-                    for i in 0..<D { qh[i] = roundF16(q[i]) }
-                    let kbase = kc + g * ctx * D
-                    tk_attn_scores(kbase, Int64(D), Int64(pos0 + t + 1), qh, sc, path)
-                    var len = pos0 + t + 1
-                    var prefix = len
-                    if let tree {
-                        // Keep the prefix and this token's path (ascending slots, so in place).
-                        prefix = tree.prefix
-                        let slots = tree.slots[t]
-                        for (k, s) in slots.enumerated() { sc[prefix + k] = sc[Int(s)] }
-                        len = prefix + slots.count
+        pool.parallelChunks(n * H) { part, start, end in
+            let sc = scores + part * ctx
+            let qh = qh16 + part * D
+            for job in start..<end {
+                // Head-major: each thread gets whole heads over all tokens, so the causal
+                // lengths (short for early tokens, long for late ones) are split evenly.
+                let h = job / n, t = job % n
+                let g = h / group
+                let q = qb + t * hp.qWidth + h * D
+                for i in 0..<D { qh[i] = roundF16(q[i]) }
+                let kbase = kc + g * ctx * D
+                tk_attn_scores(kbase, Int64(D), Int64(pos0 + t + 1), qh, sc, path)
+                var len = pos0 + t + 1
+                var prefix = len
+                if let tree {
+                    // Keep the prefix and this token's path (ascending slots, so in place).
+                    prefix = tree.prefix
+                    let slots = tree.slots[t]
+                    for (k, s) in slots.enumerated() { sc[prefix + k] = sc[Int(s)] }
+                    len = prefix + slots.count
+                }
+                var mx = -Float.infinity
+                for j in 0..<len {
+                    sc[j] *= scale
+                    mx = max(mx, sc[j])
+                }
+                var sum: Double = 0
+                for j in 0..<len {
+                    let e = expf(sc[j] - mx)
+                    sc[j] = e
+                    sum += Double(e)
+                }
+                let inv = Float(1 / sum)
+                for j in 0..<len {
+                    sc[j] *= inv
+                    if roundP { sc[j] = roundF16(sc[j]) }
+                }
+                let o = attn + t * hp.qWidth + h * D
+                let vbase = vc + g * ctx * D
+                if let tree {
+                    tree.slots[t].withUnsafeBufferPointer { sl in
+                        tk_attn_values(vbase, Int64(D), Int64(prefix), sl.baseAddress, Int64(sl.count), sc, o, path)
                     }
-                    var mx = -Float.infinity
-                    for j in 0..<len {
-                        sc[j] *= scale
-                        mx = max(mx, sc[j])
-                    }
-                    var sum: Double = 0
-                    for j in 0..<len {
-                        let e = expf(sc[j] - mx)
-                        sc[j] = e
-                        sum += Double(e)
-                    }
-                    let inv = Float(1 / sum)
-                    for j in 0..<len {
-                        sc[j] *= inv
-                        if roundP { sc[j] = roundF16(sc[j]) }
-                    }
-                    let o = attn + t * hp.qWidth + h * D
-                    for i in 0..<D { o[i] = 0 }
-                    let vbase = vc + g * ctx * D
-                    for j in 0..<len {
-                        let p = sc[j]
-                        let slot = j < prefix ? j : Int(tree!.slots[t][j - prefix])
-                        let vr = vbase + slot * D
-                        for i in 0..<D { o[i] += p * lut[Int(vr[i])] }
-                    }
+                } else {
+                    tk_attn_values(vbase, Int64(D), Int64(len), nil, 0, sc, o, path)
                 }
             }
         }

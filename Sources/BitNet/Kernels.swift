@@ -45,9 +45,7 @@ public struct KernelSet: @unchecked Sendable {
     }
 }
 
-/// f16 → f32 through a table (the attention's V·p loop runs in Swift).
-let f16Table: [Float] = (0..<65536).map { tk_f16_to_f32(UInt16($0)) }
-
+/// Rounds to the nearest F16 value (round to nearest even), back in f32.
 @inline(__always) func roundF16(_ x: Float) -> Float {
     tk_f16_to_f32(tk_f32_to_f16(x))
 }

@@ -51,7 +51,7 @@ __attribute__((target("avx2,f16c"))) static void attn_scores_avx2(const uint16_t
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-static float dot8_neon(const uint16_t *k, const float *q, int64_t D) {
+TK_NOCONTRACT static float dot8_neon(const uint16_t *k, const float *q, int64_t D) {
     float32x4_t lo = vdupq_n_f32(0), hi = vdupq_n_f32(0);
     int64_t i = 0;
     for (; i + 8 <= D; i += 8) {
@@ -84,6 +84,74 @@ void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, 
 #endif
     (void)path;
     attn_scores_ref(k, D, rows, q, out);
+}
+
+TK_NOCONTRACT static void attn_values_ref(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots,
+                                           int64_t nslots, const float *p, float *out) {
+    for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < prefix + nslots; j++) {
+        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const float pj = p[j];
+        for (int64_t i = 0; i < D; i++) out[i] = out[i] + pj * tk_f16_to_f32(row[i]);
+    }
+}
+
+#if defined(__x86_64__)
+TK_NOCONTRACT __attribute__((target("avx2,f16c"))) static void attn_values_avx2(const uint16_t *v, int64_t D, int64_t prefix,
+                                                                   const int32_t *slots, int64_t nslots,
+                                                                   const float *p, float *out) {
+    if (D % 8 != 0) {
+        attn_values_ref(v, D, prefix, slots, nslots, p, out);
+        return;
+    }
+    for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < prefix + nslots; j++) {
+        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        for (int64_t i = 0; i < D; i += 8) {
+            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
+            _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_mul_ps(pj, vv)));
+        }
+    }
+}
+#endif
+
+#if defined(__aarch64__)
+TK_NOCONTRACT static void attn_values_neon(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                             const float *p, float *out) {
+    if (D % 8 != 0) {
+        attn_values_ref(v, D, prefix, slots, nslots, p, out);
+        return;
+    }
+    for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < prefix + nslots; j++) {
+        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const float32x4_t pj = vdupq_n_f32(p[j]);
+        for (int64_t i = 0; i < D; i += 8) {
+            const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(row + i));
+            vst1q_f32(out + i, vaddq_f32(vld1q_f32(out + i), vmulq_f32(pj, vcvt_f32_f16(vget_low_f16(h)))));
+            vst1q_f32(out + i + 4, vaddq_f32(vld1q_f32(out + i + 4), vmulq_f32(pj, vcvt_high_f32_f16(h))));
+        }
+    }
+}
+#endif
+
+void tk_attn_values(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                    const float *p, float *out, tk_path path) {
+#if defined(__x86_64__)
+    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
+        attn_values_avx2(v, D, prefix, slots, nslots, p, out);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
+        attn_values_neon(v, D, prefix, slots, nslots, p, out);
+        return;
+    }
+#endif
+    (void)path;
+    attn_values_ref(v, D, prefix, slots, nslots, p, out);
 }
 
 /* Q8_0 quantization of one row (K a multiple of 32): per block d = max|x|/127 stored as f16,

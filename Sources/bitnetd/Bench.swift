@@ -15,7 +15,7 @@ struct MemoryUsage {
         defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, Int32(line.count), f) != nil {
-            let s = String(cString: line)
+            let s = line.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             func kb(_ key: String) -> Int? {
                 guard s.hasPrefix(key) else { return nil }
                 return Int(s.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first ?? "").map { $0 * 1024 }

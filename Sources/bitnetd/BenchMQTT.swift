@@ -27,8 +27,11 @@ extension Bench {
             unlink(dir + "/daemon.log")
             rmdir(dir)
         }
-        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let modelPath = realpath(path, &resolved) != nil ? String(cString: resolved) : path
+        var modelPath = path
+        if let r = realpath(path, nil) {
+            modelPath = String(cString: r)
+            free(r)
+        }
         let prefix = "bitnetd-bench-\(getpid())"
         func q(_ s: String) -> String { JSON.string(s).serialized }  // a JSON string is a YAML string
         let config = """
@@ -167,7 +170,7 @@ extension Bench {
         defer { fclose(f) }
         var text = ""
         var buf = [CChar](repeating: 0, count: 1024)
-        while fgets(&buf, Int32(buf.count), f) != nil { text += String(cString: buf) }
+        while fgets(&buf, Int32(buf.count), f) != nil { text += buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
         return text.isEmpty ? "(empty)" : String(text.suffix(2000))
     }
 }

@@ -739,6 +739,39 @@ static void test_attn_scores(void) {
         }
         free(k); free(q); free(ref); free(out);
     }
+    /* Attention values: every path gives the scalar sum's bits, with and without tree slots. */
+    cur_label = "attn-values";
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const int64_t D = dims[di], rows = 37, prefix = 21;
+        const int32_t slots[] = {22, 25, 26, 30, 36};
+        const int64_t nslots = 5;
+        uint16_t *v = xmalloc((size_t)(rows * D) * sizeof *v);
+        float p[37], ref[128], out[128];
+        for (int64_t i = 0; i < rows * D; i++) v[i] = tk_f32_to_f16(rnd_normalish());
+        for (int64_t j = 0; j < rows; j++) p[j] = rnd_unit() / (float)rows;
+        for (int with_slots = 0; with_slots < 2; with_slots++) {
+            const int64_t ns = with_slots ? nslots : 0, pre = with_slots ? prefix : rows;
+            /* The definition, written out: rows in order, products and sums rounded to float. */
+            for (int64_t i = 0; i < D; i++) {
+                float acc = 0.0f;
+                for (int64_t j = 0; j < pre + ns; j++) {
+                    const int64_t r = j < pre ? j : slots[j - pre];
+                    const volatile float prod = p[j] * tk_f16_to_f32(v[r * D + i]);
+                    acc = acc + prod;
+                }
+                ref[i] = acc;
+            }
+            for (int pth = 0; pth < TK_PATH_COUNT; pth++) {
+                if (!tk_path_available((tk_path)pth)) continue;
+                tk_attn_values(v, D, pre, with_slots ? slots : NULL, ns, p, out, (tk_path)pth);
+                int same = 1;
+                for (int64_t i = 0; i < D; i++) same &= fbits(out[i]) == fbits(ref[i]);
+                check(same, "%s D=%lld%s bit-identical to the definition", tk_path_name((tk_path)pth), (long long)D,
+                      with_slots ? " with slots" : "");
+            }
+        }
+        free(v);
+    }
     /* Q8_0 quantizer round trip: |x − dequant| ≤ d/2 per block. */
     cur_label = "q8_0-quantize";
     float x[64], y[64];

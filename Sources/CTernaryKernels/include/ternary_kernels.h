@@ -207,6 +207,13 @@ const char *tk_cpu_features(void);
 float tk_f16_dot8_ref(const uint16_t *k, const float *q, int64_t D);
 void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path);
 
+/* Attention output out[i] = Σ_j p[j] · f32(v[row_j·D + i]) for i in [0, D), where row_j = j for
+ * j < prefix and slots[j − prefix] for the next nslots terms (a tree pass's own path; slots may be
+ * NULL when nslots is 0). Each element starts at 0 and adds its terms in j order, every product and
+ * sum rounded to float (no fused multiply-add) — the same bits on every path. */
+void tk_attn_values(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                    const float *p, float *out, tk_path path);
+
 /* Q8_0 quantization of one row of K floats (K a multiple of 32) into K/32 tk_block_q8_0. */
 void tk_quantize_row_q8_0(const float *x, void *out, int64_t K);
 
