@@ -111,7 +111,11 @@ public final class InferenceContext: @unchecked Sendable {
     public private(set) var position = 0
     /// The LM head in use: the file's own, or a lower-precision copy (`useQ8LMHead`).
     public private(set) var lmHeadWeights: WeightMatrix
+    /// The Q8_0 copy in split layout: values (rows × K int8), then block scales (rows × K/32 f32).
     private var lmHeadCopy: UnsafeMutableRawPointer?
+    private var lmHeadScales: UnsafeMutablePointer<Float>?
+    /// Bytes of the LM-head copy in use (0 = the file's own head).
+    public private(set) var lmHeadCopyBytes = 0
 
     private let hp: HyperParameters
     private var kCache: [UnsafeMutablePointer<UInt16>]
@@ -191,30 +195,37 @@ public final class InferenceContext: @unchecked Sendable {
     /// Builds a Q8_0 copy of the LM head in memory and uses it for logits (about half the bytes
     /// of an F16 head read per generated token, at a small cost in exactness — `bench
     /// --lm-head-eval` measures it). `false` returns to the file's own head. Returns the copy's
-    /// size in bytes.
+    /// size in bytes. The copy keeps Q8_0's values and block scales apart (split layout), so the
+    /// kernel scales eight blocks at a time.
     @discardableResult
     public func useQ8LMHead(_ on: Bool) -> Int {
         lmHeadCopy?.deallocate()
         lmHeadCopy = nil
+        lmHeadScales = nil
+        lmHeadCopyBytes = 0
         lmHeadWeights = model.output
-        guard on, model.output.type != .q8_0 else { return 0 }
+        guard on else { return 0 }
         let src = model.output
-        let K = src.columns, rows = src.rows
-        let rowBytes = GGMLType.q8_0.rowBytes(K)
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
+        let K = src.columns, rows = src.rows, nb = K / 32
+        let bytes = rows * K + rows * nb * 4
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let wq = buf.bindMemory(to: Int8.self, capacity: rows * K)
+        let wd = (buf + rows * K).bindMemory(to: Float.self, capacity: rows * nb)
         pool.parallelFor(rows, granularity: 256) { r0, r1 in
             var row = [Float](repeating: 0, count: K)
             row.withUnsafeMutableBufferPointer { rp in
                 for r in r0..<r1 {
                     dequantizeRow(src, row: r, into: rp.baseAddress!)
-                    tk_quantize_row_q8_0(rp.baseAddress!, buf + r * rowBytes, Int64(K))
+                    tk_quantize_row_q8s(rp.baseAddress!, wq + r * K, wd + r * nb, Int64(K))
                 }
             }
         }
         lmHeadCopy = buf
+        lmHeadScales = wd
+        lmHeadCopyBytes = bytes
         lmHeadWeights = WeightMatrix(name: src.name + " (Q8_0 copy)", type: .q8_0, rows: rows, columns: K,
                                      data: UnsafeRawPointer(buf), alpha: 1, scale: 1)
-        return rows * rowBytes
+        return bytes
     }
 
 
@@ -736,13 +747,14 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// LM head over the whole vocabulary for `nt` rows of f16-rounded inputs.
     private func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
-        if lmHeadCopy != nil {
-            let w = lmHeadWeights, d = hp.embedding, V = hp.vocabSize
+        if let copy = lmHeadCopy, let scales = lmHeadScales {
+            let d = hp.embedding, V = hp.vocabSize
             let path = kernels.table.pointee.path
+            let wq = copy.assumingMemoryBound(to: Int8.self)
             let xq = quantizedInput(xin, nt: nt)
             xq.withUnsafeBytes { xb in
                 pool.parallelFor(V, granularity: 64) { r0, r1 in
-                    tk_q8_0_q8_0_gemm(w.data, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt), out, Int64(V), path)
+                    tk_q8s_q8_0_gemm(wq, scales, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt), out, Int64(V), path)
                 }
             }
             return
@@ -760,13 +772,14 @@ public final class InferenceContext: @unchecked Sendable {
         let w = lmHeadWeights, d = Int64(hp.embedding)
         var out = [Float](repeating: 0, count: ids.count)
         // The gemm writes out[id] for rows [id, id + 1) (ldo 0), so the base is shifted by id.
-        if lmHeadCopy != nil {
+        if let copy = lmHeadCopy, let scales = lmHeadScales {
             let xq = quantizedInput(xin, nt: 1)  // once for all ids
             let path = kernels.table.pointee.path
+            let wq = copy.assumingMemoryBound(to: Int8.self)
             xq.withUnsafeBytes { xb in
                 out.withUnsafeMutableBufferPointer { o in
                     for (k, id) in ids.enumerated() {
-                        tk_q8_0_q8_0_gemm(w.data, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
+                        tk_q8s_q8_0_gemm(wq, scales, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
                     }
                 }
             }

@@ -4,6 +4,8 @@
  */
 #include "ternary_kernels.h"
 
+#include <string.h>
+
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #define TK_NOCONTRACT
@@ -176,24 +178,34 @@ void tk_quantize_row_q8_0(const float *x, void *out, int64_t K) {
     }
 }
 
+/* The LM-head copy in split Q8_0 layout: the row's Q8_0 blocks with values and scales apart. */
+void tk_quantize_row_q8s(const float *x, int8_t *wq, float *wd, int64_t K) {
+    for (int64_t b = 0; b < K / TK_QK8_0; b++) {
+        tk_block_q8_0 blk;
+        tk_quantize_row_q8_0(x + b * TK_QK8_0, &blk, TK_QK8_0);
+        wd[b] = tk_f16_to_f32(blk.d);
+        for (int j = 0; j < TK_QK8_0; j++) wq[b * TK_QK8_0 + j] = blk.qs[j];
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
- * Q8_0 weights × Q8_0-quantized activations: the fast path of the optional Q8_0 LM-head copy.
- * out[t·ldo + m] = Σ_b f16(dw_b)·f16(dx_b)·(Σ_j qw_j·qx_j), blocks in order.
- * Integer block sums are exact on every path; the float sum is path-specific (approximate head).
+ * Split-Q8_0 weights × Q8_0-quantized activations: the optional Q8_0 LM-head copy.
+ * out[t·ldo + m] = Σ_b (dw_b·dx_b)·(Σ_j qw_j·qx_j). Integer block sums are exact on every path; the
+ * float sum is path-specific (the head copy is an approximation anyway).
  * ------------------------------------------------------------------------------------------- */
 
-void tk_q8_0_q8_0_gemm_ref(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
-                           float *out, int64_t ldo) {
+void tk_q8s_q8_0_gemm_ref(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                          int64_t nt, float *out, int64_t ldo) {
     const int64_t nb = K / TK_QK8_0;
     for (int64_t t = 0; t < nt; t++) {
         const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
         for (int64_t m = r0; m < r1; m++) {
-            const tk_block_q8_0 *row = (const tk_block_q8_0 *)w + m * nb;
+            const int8_t *row = wq + m * K;
             float acc = 0;
             for (int64_t b = 0; b < nb; b++) {
                 int32_t s = 0;
-                for (int j = 0; j < TK_QK8_0; j++) s += (int32_t)row[b].qs[j] * (int32_t)x[b].qs[j];
-                acc += tk_f16_to_f32(row[b].d) * tk_f16_to_f32(x[b].d) * (float)s;
+                for (int j = 0; j < TK_QK8_0; j++) s += (int32_t)row[b * TK_QK8_0 + j] * (int32_t)x[b].qs[j];
+                acc += wd[m * nb + b] * tk_f16_to_f32(x[b].d) * (float)s;
             }
             out[t * ldo + m] = acc;
         }
@@ -202,58 +214,115 @@ void tk_q8_0_q8_0_gemm_ref(const void *w, int64_t K, int64_t r0, int64_t r1, con
 
 #if defined(__x86_64__)
 /* |qw| ≤ 127 (the quantizer never writes −128) and |qx| ≤ 127, so each maddubs pair sum is at most
- * 2·127·127 = 32,258 and cannot saturate int16. */
-__attribute__((target("avx2,fma,f16c"))) static void q8q8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
-                                                                     const void *xq, int64_t nt, float *out, int64_t ldo) {
+ * 2·127·127 = 32,258 and cannot saturate int16. Eight blocks at a time: their eight int32 vectors
+ * are reduced to one vector of eight block sums, converted and scaled with one multiply-add. */
+#define Q8S_PREFETCH 2048
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256i q8s_block_avx2(const int8_t *w, const int8_t *x) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)),
+                             _mm256_set1_epi16(1));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void q8s_gemm_avx2(const int8_t *wq, const float *wd, int64_t K,
+                                                                    int64_t r0, int64_t r1, const void *xq, int64_t nt,
+                                                                    float *out, int64_t ldo) {
     const int64_t nb = K / TK_QK8_0;
-    const __m256i ones = _mm256_set1_epi16(1);
+    if (nb > 512) {
+        tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
+        return;
+    }
     float dx[512];
+    int8_t xs[512 * TK_QK8_0];
     for (int64_t t = 0; t < nt; t++) {
         const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
-        if (nb > 512) { tk_q8_0_q8_0_gemm_ref(w, K, r0, r1, x, 1, out + t * ldo, 0); continue; }
-        for (int64_t b = 0; b < nb; b++) dx[b] = _cvtsh_ss(x[b].d);
+        for (int64_t b = 0; b < nb; b++) {
+            dx[b] = tk_f16_to_f32(x[b].d);
+            memcpy(xs + b * TK_QK8_0, x[b].qs, TK_QK8_0);
+        }
         for (int64_t m = r0; m < r1; m++) {
-            const tk_block_q8_0 *row = (const tk_block_q8_0 *)w + m * nb;
-            _mm_prefetch((const char *)(row + nb) + 64, _MM_HINT_T0);
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            const int8_t *row = wq + m * K;
+            const float *d = wd + m * nb;
+            _mm_prefetch((const char *)(d + nb), _MM_HINT_T0);
+            __m256 acc = _mm256_setzero_ps();
             int64_t b = 0;
-            for (; b + 2 <= nb; b += 2) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)row[b].qs);
-                const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
-                const __m256i w1 = _mm256_loadu_si256((const __m256i *)row[b + 1].qs);
-                const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
-                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
-                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
-                const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(row[b].d) * dx[b]);
-                const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(row[b + 1].d) * dx[b + 1]);
-                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+            for (; b + 8 <= nb; b += 8) {
+                /* One sequential stream, prefetched Q8S_PREFETCH bytes ahead (as the F16 head). */
+                for (int l = 0; l < 4; l++)
+                    _mm_prefetch((const char *)(row + b * TK_QK8_0 + Q8S_PREFETCH + 64 * l), _MM_HINT_T0);
+                __m256i p[8];
+                for (int i = 0; i < 8; i++) p[i] = q8s_block_avx2(row + (b + i) * TK_QK8_0, xs + (b + i) * TK_QK8_0);
+                const __m256i s01 = _mm256_hadd_epi32(p[0], p[1]), s23 = _mm256_hadd_epi32(p[2], p[3]);
+                const __m256i s45 = _mm256_hadd_epi32(p[4], p[5]), s67 = _mm256_hadd_epi32(p[6], p[7]);
+                const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
+                const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                                                      _mm256_permute2x128_si256(s0123, s4567, 0x31));
+                const __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(d + b), _mm256_loadu_ps(dx + b));
+                acc = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(sums), acc);
             }
-            for (; b < nb; b++) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)row[b].qs);
-                const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
-                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
-                const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(row[b].d) * dx[b]);
-                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-            }
-            const __m256 s = _mm256_add_ps(acc0, acc1);
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
             h = _mm_add_ps(h, _mm_movehl_ps(h, h));
             h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            out[t * ldo + m] = _mm_cvtss_f32(h);
+            float r = _mm_cvtss_f32(h);
+            for (; b < nb; b++) {
+                const __m256i pb = q8s_block_avx2(row + b * TK_QK8_0, xs + b * TK_QK8_0);
+                __m128i q = _mm_add_epi32(_mm256_castsi256_si128(pb), _mm256_extracti128_si256(pb, 1));
+                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
+                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
+                r += d[b] * dx[b] * (float)_mm_cvtsi128_si32(q);
+            }
+            out[t * ldo + m] = r;
         }
     }
 }
 #endif
 
-void tk_q8_0_q8_0_gemm(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
-                       float *out, int64_t ldo, tk_path path) {
+#if defined(__aarch64__)
+static void q8s_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                          int64_t nt, float *out, int64_t ldo) {
+    const int64_t nb = K / TK_QK8_0;
+    for (int64_t t = 0; t < nt; t++) {
+        const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
+        for (int64_t m = r0; m < r1; m++) {
+            const int8_t *row = wq + m * K;
+            const float *d = wd + m * nb;
+            float32x4_t acc = vdupq_n_f32(0);
+            for (int64_t b = 0; b < nb; b += 4) {
+                float sums[4] = {0, 0, 0, 0}, sc[4] = {0, 0, 0, 0};
+                for (int i = 0; i < 4 && b + i < nb; i++) {
+                    const int8_t *w = row + (b + i) * TK_QK8_0;
+                    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+                    const int8x16_t x0 = vld1q_s8(x[b + i].qs), x1 = vld1q_s8(x[b + i].qs + 16);
+                    int16x8_t p = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
+                    p = vmlal_s8(p, vget_high_s8(w0), vget_high_s8(x0));
+                    int16x8_t p2 = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
+                    p2 = vmlal_s8(p2, vget_high_s8(w1), vget_high_s8(x1));
+                    sums[i] = (float)vaddvq_s32(vpadalq_s16(vpaddlq_s16(p), p2));
+                    sc[i] = d[b + i] * tk_f16_to_f32(x[b + i].d);
+                }
+                acc = vfmaq_f32(acc, vld1q_f32(sc), vld1q_f32(sums));
+            }
+            out[t * ldo + m] = vaddvq_f32(acc);
+        }
+    }
+}
+#endif
+
+void tk_q8s_q8_0_gemm(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                      int64_t nt, float *out, int64_t ldo, tk_path path) {
 #if defined(__x86_64__)
     if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
-        q8q8_gemm_avx2(w, K, r0, r1, xq, nt, out, ldo);
+        q8s_gemm_avx2(wq, wd, K, r0, r1, xq, nt, out, ldo);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
+        q8s_gemm_neon(wq, wd, K, r0, r1, xq, nt, out, ldo);
         return;
     }
 #endif
     (void)path;
-    tk_q8_0_q8_0_gemm_ref(w, K, r0, r1, xq, nt, out, ldo);
+    tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
 }

@@ -149,7 +149,12 @@ struct Bench: ParsableCommand {
             }
             let bw = readBandwidth(engine)
             let mem = MemoryUsage.current()
-            let bytesPerToken = Double(engine.model.file.fileSize)
+            // Every tensor is read once per generated token (the tied embedding as the LM head);
+            // with a head copy, the copy is read instead of the file's head.
+            let head = engine.model.output
+            let fileHeadBytes = head.rows * head.type.rowBytes(head.columns)
+            let copyBytes = engine.context.lmHeadCopyBytes
+            let bytesPerToken = Double(engine.model.file.fileSize - (copyBytes > 0 ? fileHeadBytes : 0) + copyBytes)
             let kernel = engine.kernelName
             func stats(_ r: [Double]) -> (Double, Double, Double) {
                 let s = r.sorted()

@@ -787,29 +787,44 @@ static void test_attn_scores(void) {
     }
     check(ok, "q8_0 quantize/dequantize within half a step");
 
-    /* Q8_0 × Q8_0 gemm (Q8_0 LM-head copy): every path within float rounding of the reference. */
-    cur_label = "q8_0xq8_0-gemm";
-    {
-        const int64_t K = 2560, M = 37, nt = 2, nb = K / 32;
+    /* Split-Q8_0 × Q8_0 gemm (Q8_0 LM-head copy): the split row holds tk_quantize_row_q8_0's values
+     * and scales; every path within float rounding of the reference, also with K not a multiple of
+     * eight blocks (the vector path's tail). */
+    cur_label = "q8s-gemm";
+    static const int64_t q8s_ks[] = {2560, 2656};
+    for (size_t ki = 0; ki < 2; ki++) {
+        const int64_t K = q8s_ks[ki], M = 37, nt = 2, nb = K / 32;
         float *wf = xmalloc((size_t)(M * K) * sizeof *wf), *xf = xmalloc((size_t)(nt * K) * sizeof *xf);
-        tk_block_q8_0 *wq = xmalloc((size_t)(M * nb) * sizeof *wq), *xq = xmalloc((size_t)(nt * nb) * sizeof *xq);
+        int8_t *wq = xmalloc((size_t)(M * K));
+        float *wd = xmalloc((size_t)(M * nb) * sizeof *wd);
+        tk_block_q8_0 *xq = xmalloc((size_t)(nt * nb) * sizeof *xq), *rowq = xmalloc((size_t)nb * sizeof *rowq);
         float ref[2 * 37], out[2 * 37];
         for (int64_t i = 0; i < M * K; i++) wf[i] = rnd_normalish();
         for (int64_t i = 0; i < nt * K; i++) xf[i] = rnd_normalish();
-        for (int64_t m = 0; m < M; m++) tk_quantize_row_q8_0(wf + m * K, wq + m * nb, K);
+        int split_ok = 1;
+        for (int64_t m = 0; m < M; m++) {
+            tk_quantize_row_q8s(wf + m * K, wq + m * K, wd + m * nb, K);
+            tk_quantize_row_q8_0(wf + m * K, rowq, K);
+            for (int64_t b = 0; b < nb; b++) {
+                split_ok &= wd[m * nb + b] == tk_f16_to_f32(rowq[b].d);
+                for (int j = 0; j < 32; j++) split_ok &= wq[m * K + b * 32 + j] == rowq[b].qs[j];
+            }
+        }
+        check(split_ok, "K=%lld split row = Q8_0 blocks", (long long)K);
         for (int64_t t = 0; t < nt; t++) tk_quantize_row_q8_0(xf + t * K, xq + t * nb, K);
-        tk_q8_0_q8_0_gemm_ref(wq, K, 1, M, xq, nt, ref, M);
+        tk_q8s_q8_0_gemm_ref(wq, wd, K, 1, M, xq, nt, ref, M);
         for (int p = 0; p < TK_PATH_COUNT; p++) {
             if (!tk_path_available((tk_path)p)) continue;
-            tk_q8_0_q8_0_gemm(wq, K, 1, M, xq, nt, out, M, (tk_path)p);
+            tk_q8s_q8_0_gemm(wq, wd, K, 1, M, xq, nt, out, M, (tk_path)p);
             int close = 1;
             for (int64_t t = 0; t < nt; t++)
                 for (int64_t m = 1; m < M; m++) {
                     const float a = ref[t * M + m], b = out[t * M + m];
                     close &= fabsf(a - b) <= 1e-4f * (fabsf(a) + 1.0f);
                 }
-            check(close, "%s matches the reference", tk_path_name((tk_path)p));
+            check(close, "%s K=%lld matches the reference", tk_path_name((tk_path)p), (long long)K);
         }
+        free(wd); free(rowq);
         free(wf); free(xf); free(wq); free(xq);
     }
 }

@@ -217,13 +217,17 @@ void tk_attn_values(const uint16_t *v, int64_t D, int64_t prefix, const int32_t 
 /* Q8_0 quantization of one row of K floats (K a multiple of 32) into K/32 tk_block_q8_0. */
 void tk_quantize_row_q8_0(const float *x, void *out, int64_t K);
 
-/* Q8_0 weights × activations quantized to Q8_0 (the optional Q8_0 LM-head copy): nt activation rows
- * of K/32 blocks each at xq; out[t·ldo + m] = Σ_b d_w·d_x·(Σ q_w·q_x) for m in [r0, r1). Integer
- * block sums exact everywhere; the float accumulation order is path-specific. */
-void tk_q8_0_q8_0_gemm_ref(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
-                           float *out, int64_t ldo);
-void tk_q8_0_q8_0_gemm(const void *w, int64_t K, int64_t r0, int64_t r1, const void *xq, int64_t nt,
-                       float *out, int64_t ldo, tk_path path);
+/* The optional Q8_0 LM-head copy, split layout: row m's K int8 values at wq + m·K and its K/32 block
+ * scales (f16-rounded, stored as float) at wd + m·K/32 — the values and scales of
+ * tk_quantize_row_q8_0, kept apart so that a kernel scales eight blocks with one vector operation.
+ * The gemm multiplies by nt activation rows quantized to Q8_0 (K/32 blocks each at xq):
+ * out[t·ldo + m] = Σ_b dw_b·dx_b·(Σ q_w·q_x) for m in [r0, r1). Integer block sums exact
+ * everywhere; the float accumulation order is path-specific. */
+void tk_quantize_row_q8s(const float *x, int8_t *wq, float *wd, int64_t K);
+void tk_q8s_q8_0_gemm_ref(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                          int64_t nt, float *out, int64_t ldo);
+void tk_q8s_q8_0_gemm(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                      int64_t nt, float *out, int64_t ldo, tk_path path);
 
 #ifdef __cplusplus
 }
