@@ -48,6 +48,7 @@ public enum DaemonRunner {
             var options = EngineOptions(threads: config.model.threads, contextLength: config.model.context)
             options.kernel = config.model.kernel == "auto" ? nil : config.model.kernel
             options.preTokenizer = config.model.preTokenizer
+            options.lmHead = config.model.lmHead
             engine = try Engine(modelPath: config.model.path, options: options)
         } catch {
             logger.critical("cannot load model \(config.model.path): \(error)")

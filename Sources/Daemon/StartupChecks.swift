@@ -9,9 +9,12 @@ public enum StartupChecks {
         public var kvCacheBytes: Int
         public var contextLength: Int
         public var availableBytes: Int?
-        public var total: Int { modelBytes + kvCacheBytes }
+        /// The Q8_0 LM-head copy (`model.lm_head: q8_0`), 0 without.
+        public var headCopyBytes: Int
+        public var total: Int { modelBytes + kvCacheBytes + headCopyBytes }
 
-        public init(modelBytes: Int, kvCacheBytes: Int, contextLength: Int, availableBytes: Int?) {
+        public init(modelBytes: Int, kvCacheBytes: Int, contextLength: Int, availableBytes: Int?, headCopyBytes: Int = 0) {
+            self.headCopyBytes = headCopyBytes
             self.modelBytes = modelBytes
             self.kvCacheBytes = kvCacheBytes
             self.contextLength = contextLength
@@ -32,8 +35,14 @@ public enum StartupChecks {
         let trained = int("context_length") ?? 4096
         let ctx = model.context > 0 ? model.context : min(trained, 4096)
         let kv = 2 * layers * kvHeads * (embd / heads) * ctx * 2
+        // The head copy: one int8 per weight plus a float scale per 32.
+        var copy = 0
+        if model.lmHead == "q8_0", let head = file.tensor(named: "output.weight") ?? file.tensor(named: "token_embd.weight") {
+            let n = head.dims.reduce(1, *)
+            copy = n + n / 32 * 4
+        }
         return MemoryEstimate(modelBytes: file.fileSize, kvCacheBytes: kv, contextLength: ctx,
-                              availableBytes: availableMemoryBytes())
+                              availableBytes: availableMemoryBytes(), headCopyBytes: copy)
     }
 
     public enum Verdict: Sendable, Equatable {
@@ -45,7 +54,8 @@ public enum StartupChecks {
     /// The start-up decision with its figures (`model.memory_check`: refuse, warn or off).
     public static func verdict(_ m: MemoryEstimate, policy: String) -> Verdict {
         guard let avail = m.availableBytes else { return .ok("MemAvailable unknown; not checked") }
-        let figures = "model \(mib(m.modelBytes)) + KV cache \(mib(m.kvCacheBytes)) for \(m.contextLength) tokens = \(mib(m.total)); MemAvailable \(mib(avail))"
+        let copy = m.headCopyBytes > 0 ? " + LM-head copy \(mib(m.headCopyBytes))" : ""
+        let figures = "model \(mib(m.modelBytes)) + KV cache \(mib(m.kvCacheBytes)) for \(m.contextLength) tokens\(copy) = \(mib(m.total)); MemAvailable \(mib(avail))"
         guard m.total > avail else { return .ok(figures) }
         switch policy {
         case "refuse": return .refuse(figures)

@@ -7,7 +7,7 @@ extension BitnetdConfig {
     /// documents each of them (checked by a test).
     public static let schemaKeys: [String: [String]] = [
         "": topKeys,
-        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "memory_check"],
+        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check"],
         "mqtt": ["host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
                  "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect"],
         "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
@@ -36,7 +36,7 @@ extension BitnetdConfig {
             }
             sha = lower
         }
-        let model = ModelConfig(
+        var model = ModelConfig(
             path: m.string("path", required: true) ?? "",
             threads: m.int("threads", default: 0, range: 0...1024),
             context: m.int("context", default: 0, range: 0...1_048_576),
@@ -46,6 +46,7 @@ extension BitnetdConfig {
             memoryCheck: m.choice("memory_check", ["refuse", "warn", "off"], default: "refuse"),
             pathMark: m.markOf("path")
         )
+        model.lmHead = m.choice("lm_head", ["file", "q8_0"], default: "file")
 
         let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), context: context)
 

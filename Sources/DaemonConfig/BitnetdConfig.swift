@@ -42,6 +42,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// Lower-case hex SHA-256 of the model file, verified at start-up when set.
     public var sha256: String?
     public var preTokenizer: String?
+    /// LM head: `file` (the file's own, exact) or `q8_0` (an int8 copy built at load: faster
+    /// generation, slightly different logits).
+    public var lmHead: String = "file"
     /// Start-up memory check: refuse when model + KV cache exceed available memory (else warn).
     public var memoryCheck: String
     /// Where `path` was written, for check-config messages about the file itself.
@@ -50,6 +53,7 @@ public struct ModelConfig: Sendable, Equatable {
     public static func == (a: ModelConfig, b: ModelConfig) -> Bool {
         a.path == b.path && a.threads == b.threads && a.context == b.context && a.kernel == b.kernel
             && a.sha256 == b.sha256 && a.preTokenizer == b.preTokenizer && a.memoryCheck == b.memoryCheck
+            && a.lmHead == b.lmHead
     }
 }
 

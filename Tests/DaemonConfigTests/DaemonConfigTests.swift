@@ -91,7 +91,7 @@ extension String {
 
     @Test func fullRouteAndMQTT() throws {
         let c = try load("""
-        model: {path: /m.gguf, threads: 2, context: 512, kernel: scalar, pre_tokenizer: llama3}
+        model: {path: /m.gguf, threads: 2, context: 512, kernel: scalar, pre_tokenizer: llama3, lm_head: q8_0}
         mqtt:
           url: mqtts://broker.lan:8884
           protocol: 3.1.1
@@ -122,6 +122,9 @@ extension String {
         #expect(c.mqtt.protocolVersion == .v311)
         #expect(c.mqtt.statusTopic == "site/a/status")
         #expect(c.queue.overflow == .dropOldest)
+        #expect(c.queue.batchMax == 8)
+        #expect(c.model.lmHead == "q8_0")
+        #expect(c.model.preTokenizer == "llama3")
         let r = c.routes[0]
         #expect(r.subscription == "$share/fleet/chat/in")
         #expect(r.task == .generate)
@@ -181,8 +184,8 @@ extension String {
 
     @Test func choicesAndTopics() {
         let yaml = """
-        model: {path: /m.gguf}
-        queue: {overflow: drop_newest}
+        model: {path: /m.gguf, lm_head: q8}
+        queue: {overflow: drop_newest, batch_max: 0}
         routes:
           - name: a
             topic: home/#/x
@@ -195,7 +198,9 @@ extension String {
             labels: [x]
         """
         #expect(errors(yaml) == [
+            "bitnetd.yaml:1:33: model.lm_head: expected one of file, q8_0; got 'q8'; did you mean 'q8_0'?",
             "bitnetd.yaml:2:19: queue.overflow: expected one of drop_oldest, reject; got 'drop_newest'; did you mean 'drop_oldest'?",
+            "bitnetd.yaml:2:43: queue.batch_max: expected 1...64, got 0",
             "bitnetd.yaml:5:12: routes[0].topic: '#' must be a whole level and the last one",
             "bitnetd.yaml:6:13: routes[0].prompt: unclosed '{{' in template",
             "bitnetd.yaml:7:11: routes[0].task: expected one of decide, generate; got 'decid'; did you mean 'decide'?",

@@ -401,6 +401,12 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         #expect(m.contextLength == 256)
         model.context = 0
         #expect(try StartupChecks.estimateMemory(model: model).contextLength == 512) // the file's trained context
+        // The Q8_0 LM-head copy: 512 × 128 tied weights → one byte each plus a float per 32.
+        #expect(m.headCopyBytes == 0)
+        model.lmHead = "q8_0"
+        let withCopy = try StartupChecks.estimateMemory(model: model)
+        #expect(withCopy.headCopyBytes == 512 * 128 + 512 * 128 / 32 * 4)
+        #expect(withCopy.total == withCopy.modelBytes + withCopy.kvCacheBytes + withCopy.headCopyBytes)
     }
 
     @Test func verdicts() {
