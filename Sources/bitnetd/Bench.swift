@@ -250,7 +250,17 @@ struct Bench: ParsableCommand {
                 }
                 return r + answer
             }
-            let labelList = Array([" water", " ventilate", " heat", " nothing", " inspect", " stop", " normal", " open"].prefix(labels))
+            // Labels that are one token after the prompt in this model's vocabulary where possible
+            // (as sensor actions usually are), else the shortest ones; their token counts are shown.
+            let candidates = [" water", " heat", " stop", " open", " normal", " nothing", " inspect", " ventilate",
+                              " on", " off", " yes", " no", " ok", " alert", " high", " low", " cool", " dry"]
+            let probe = constant + " 1 2 3 Answer:"
+            let base = tok.encode(probe).count
+            let ranked = candidates.map { ($0, tok.encode(probe + $0).count - base) }
+                .enumerated().sorted { ($0.element.1, $0.offset) < ($1.element.1, $1.offset) }.map(\.element)
+            let chosen = Array(ranked.prefix(labels))
+            let labelList = chosen.map(\.0)
+            eprint("labels: " + chosen.map { "\($0.0.dropFirst()) (\($0.1) token\($0.1 == 1 ? "" : "s"))" }.joined(separator: ", "))
             if let mqtt {
                 let prompts = (0..<(decisions + 3)).map { _ in constant + reading() }
                 try runDecideMQTT(path: path, threads: engine.threads, broker: mqtt, prompts: prompts,
