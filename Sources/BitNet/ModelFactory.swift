@@ -273,9 +273,16 @@ public enum FloatPacking {
         for h in 0..<2 {
             let v = Array(q[(128 * h)..<(128 * h + 128)])
             for l in 0..<32 {
-                out[base + 64 * h + l] = UInt8(v[l] & 15 | (v[l + 64] & 15) << 4)
-                out[base + 64 * h + l + 32] = UInt8(v[l + 32] & 15 | (v[l + 96] & 15) << 4)
-                out[base + 128 + 32 * h + l] = UInt8(v[l] >> 4 | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6)
+                let a: Int = v[l], b: Int = v[l + 32], c: Int = v[l + 64], e: Int = v[l + 96]
+                let lo0: Int = (a & 15) | ((c & 15) << 4)
+                let lo1: Int = (b & 15) | ((e & 15) << 4)
+                var hi: Int = a >> 4
+                hi |= (b >> 4) << 2
+                hi |= (c >> 4) << 4
+                hi |= (e >> 4) << 6
+                out[base + 64 * h + l] = UInt8(lo0)
+                out[base + 64 * h + l + 32] = UInt8(lo1)
+                out[base + 128 + 32 * h + l] = UInt8(hi)
             }
         }
         for i in 0..<16 { out[base + 192 + i] = UInt8(bitPattern: sc[i]) }

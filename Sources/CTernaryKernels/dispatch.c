@@ -252,3 +252,11 @@ const char *tk_path_name(tk_path path) {
 }
 
 const char *tk_cpu_features(void) { return get_features()->description; }
+
+unsigned long tk_hwcap(void) {
+#if defined(__aarch64__) || (defined(__arm__) && defined(__ARM_NEON))
+    return getauxval(AT_HWCAP);
+#else
+    return 0;
+#endif
+}

@@ -42,7 +42,7 @@ func pathName(_ p: tk_path) -> String { String(cString: tk_path_name(p)) }
         }
         #elseif arch(arm64)
         // HWCAP, not /proc/cpuinfo: under qemu-user the latter describes the host CPU.
-        let hasDotprod = (getauxval(UInt(AT_HWCAP)) & UInt(1 << 20)) != 0  // HWCAP_ASIMDDP
+        let hasDotprod = (tk_hwcap() & UInt(1 << 20)) != 0  // HWCAP_ASIMDDP
         #expect(best == (hasDotprod ? "dotprod" : "neon"))
         _ = flags
         #endif

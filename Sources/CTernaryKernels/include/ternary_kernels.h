@@ -192,6 +192,9 @@ int tk_path_from_name(const char *name);
 const char *tk_path_name(tk_path path);
 /* A short human-readable description of the CPU features seen (e.g. "avx2 avx512f avx512vnni"). */
 const char *tk_cpu_features(void);
+/* The raw AT_HWCAP word of this process (Linux; 0 elsewhere), for tests that check the dispatcher
+ * against the OS's own report (some Swift SDKs do not export getauxval). */
+unsigned long tk_hwcap(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Attention scores with one summation order on every path (attention.c).
