@@ -189,6 +189,7 @@ TK_AVX2_INLINE __m256i hsum8_epi32_avx2(const __m256i v[8]) {
 }
 
 #define TQ_CHUNK 8
+#define TQ_PREFETCH 2048 /* one sequential weight stream, prefetched ahead (as the I2_S gemv) */
 #define TQ_KBLOCKS 512 /* activation block sums kept on the stack: 4 tokens × 512 blocks */
 
 /* Σ q over each of the nb 256-element blocks of one token (|lane| ≤ 8·256 in int16). */
@@ -268,6 +269,7 @@ TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t n
             TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm256_setzero_si256();
         for (int i = 0; i < nbc; i++) {
             const uint8_t *blk = row + (b0 + i) * bsz;
+            _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);
             __m256i c[8];
             if (tq1) tq1_codes_avx2((const tk_block_tq1_0 *)blk, c);
             else tq2_codes_avx2((const tk_block_tq2_0 *)blk, c);
