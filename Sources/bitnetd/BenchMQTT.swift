@@ -24,7 +24,6 @@ extension Bench {
         let dir = String(cString: dirPtr)
         defer {
             unlink(dir + "/bench.yaml")
-            unlink(dir + "/daemon.log")
             rmdir(dir)
         }
         var modelPath = path
@@ -56,6 +55,13 @@ extension Bench {
         final class Replies: Sendable {
             let at = Mutex<[String: (UInt64, Double)]>([:])
             let online = Atomic<Bool>(false)
+            /// The daemon's output (its log) and, once it ended, how.
+            let log = Mutex<[UInt8]>([])
+            let exit = Mutex<ChildProcess.Status?>(nil)
+            var logTail: String {
+                let text = String(decoding: log.withLock { $0 }, as: UTF8.self)
+                return text.isEmpty ? "(empty)" : String(text.suffix(2000))
+            }
         }
         let replies = Replies()
         let client = try MQTTClient(options: MQTTClientOptions(host: host, port: port, clientID: prefix + "-bench",
@@ -75,30 +81,35 @@ extension Bench {
         try client.start()
         defer { client.stop() }
 
-        let daemon = try spawnSelf(["run", "--config", dir + "/bench.yaml"], log: dir + "/daemon.log")
-        var daemonStatus: Int32 = 0
-        var daemonReaped = false
-        defer {
-            if !daemonReaped {
-                kill(daemon, SIGTERM)
-                waitpid(daemon, &daemonStatus, 0)
-            }
+        let daemon: ChildProcess
+        do {
+            daemon = try ChildProcess.spawn(["/proc/self/exe", "run", "--config", dir + "/bench.yaml"], environment: nil,
+                                            workingDirectory: nil,
+                                            onOutput: { _, bytes in replies.log.withLock { $0 += bytes } },
+                                            onExit: { status in replies.exit.withLock { $0 = status } })
+        } catch {
+            throw fail(RequestError("cannot start bitnetd run: \(error)"))
         }
-        eprint("waiting for the daemon (log: \(dir)/daemon.log)…")
+        func exited() -> Bool { replies.exit.withLock { $0 } != nil }
+        defer {
+            // SIGTERM (the daemon drains and says offline), SIGKILL if it is still there after 30 s.
+            daemon.signal(SIGTERM)
+            let end = monotonicMs() + 30_000
+            while !exited() && monotonicMs() < end { usleep(10_000) }
+            if !exited() { daemon.signal(SIGKILL) }
+        }
+        eprint("waiting for the daemon…")
         func waitUntil(_ seconds: Double, _ cond: () -> Bool) -> Bool {
             let end = monotonicMs() + seconds * 1000
             while monotonicMs() < end {
                 if cond() { return true }
-                if waitpid(daemon, &daemonStatus, WNOHANG) == daemon {
-                    daemonReaped = true
-                    return false
-                }
+                if exited() { return false }
                 usleep(500)
             }
             return cond()
         }
         guard waitUntil(120, { replies.online.load(ordering: .relaxed) && client.isConnected }) else {
-            throw fail(RequestError("the daemon did not come online on \(host):\(port) (see its log: \(readLog(dir + "/daemon.log")))"))
+            throw fail(RequestError("the daemon did not come online on \(host):\(port) (its log: \(replies.logTail))"))
         }
         usleep(200_000)
 
@@ -122,7 +133,7 @@ extension Bench {
             let sent = monotonicNanoseconds()
             try send(key, p)
             guard waitUntil(120, { replies.at.withLock { $0[key] } != nil }), let (at, d) = replies.at.withLock({ $0[key] }) else {
-                throw fail(RequestError("no decision for request \(i) within 120 s (daemon log: \(readLog(dir + "/daemon.log")))"))
+                throw fail(RequestError("no decision for request \(i) within 120 s (daemon log: \(replies.logTail))"))
             }
             if i >= 3 {
                 lat.append(Double(at - sent) / 1e6)
@@ -140,37 +151,11 @@ extension Bench {
             try send("b\(i)", p)
         }
         guard waitUntil(600, { replies.at.withLock { m in burst.indices.allSatisfy { m["b\($0)"] != nil } } }) else {
-            throw fail(RequestError("not every burst request was answered (daemon log: \(readLog(dir + "/daemon.log")))"))
+            throw fail(RequestError("not every burst request was answered (daemon log: \(replies.logTail))"))
         }
         let wall = monotonicMs() - b0
         let got = replies.at.withLock { m in burst.indices.map { m["b\($0)"]! } }
         row("MQTT burst of \(burst.count), batch_max \(max(1, decideBatch))", zip(got, sentAt).map { Double($0.0.0 - $0.1) / 1e6 },
             got.map(\.1), perS: Double(burst.count) / wall * 1000)
-    }
-
-    /// Starts this executable with `args`, stdout and stderr appended to `log`.
-    private func spawnSelf(_ args: [String], log: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ["bitnetd"] + args
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid = pid_t()
-        let rc = posix_spawn(&pid, "/proc/self/exe", &actions, nil, &cargs, environ)
-        guard rc == 0 else { throw fail(RequestError("cannot start bitnetd run: \(String(cString: strerror(rc)))")) }
-        return pid
-    }
-
-    private func readLog(_ path: String) -> String {
-        guard let f = fopen(path, "r") else { return "(no log)" }
-        defer { fclose(f) }
-        var text = ""
-        var buf = [CChar](repeating: 0, count: 1024)
-        while fgets(&buf, Int32(buf.count), f) != nil { text += buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
-        return text.isEmpty ? "(empty)" : String(text.suffix(2000))
     }
 }
