@@ -15,9 +15,8 @@ public enum LogitRequest: Sendable {
     case last
     /// Full vocabulary for every token of the batch (`logits` command, cross-checks).
     case all
-    /// Selected vocabulary rows for selected batch positions: `(batchIndex, tokenIds)`.
-    case selected([(Int, [Int32])])
-    /// Per batch position, the full vocabulary or selected rows (tree passes), concatenated.
+    /// Per batch position, the full vocabulary or selected rows (label-only logits, tree passes),
+    /// concatenated in request order.
     case nodes([(Int, NodeLogits)])
 }
 
@@ -109,13 +108,18 @@ public final class InferenceContext: @unchecked Sendable {
     public let maxBatch: Int
     /// Number of positions currently in the KV cache.
     public private(set) var position = 0
-    /// The LM head in use: the file's own, or a lower-precision copy (`useQ8LMHead`).
-    public private(set) var lmHeadWeights: WeightMatrix
-    /// The Q8_0 copy in split layout: values (rows × K int8), then block scales (rows × K/32 f32).
-    private var lmHeadCopy: UnsafeMutableRawPointer?
-    private var lmHeadScales: UnsafeMutablePointer<Float>?
+    /// The Q8_0 LM-head copy (`useQ8LMHead`) in split layout, one allocation: values (rows × K
+    /// int8), then block scales (rows × K/32 f32). nil = the file's own head is used.
+    private struct HeadCopy {
+        let values: UnsafeMutablePointer<Int8>
+        let scales: UnsafeMutablePointer<Float>
+        let bytes: Int
+    }
+    private var headCopy: HeadCopy?
+    /// The type of the LM head in use: the file's, or `.q8_0` for the copy.
+    public var lmHeadType: GGMLType { headCopy == nil ? model.output.type : .q8_0 }
     /// Bytes of the LM-head copy in use (0 = the file's own head).
-    public private(set) var lmHeadCopyBytes = 0
+    public var lmHeadCopyBytes: Int { headCopy?.bytes ?? 0 }
 
     private let hp: HyperParameters
     private var kCache: [UnsafeMutablePointer<UInt16>]
@@ -147,7 +151,6 @@ public final class InferenceContext: @unchecked Sendable {
         self.hp = model.hp
         self.contextLength = contextLength
         self.maxBatch = maxBatch
-        self.lmHeadWeights = model.output
         let hp = model.hp
         var allocs: [UnsafeMutableRawPointer] = []
         // The KV cache is not zero-filled: positions are always written before they are read, and
@@ -189,7 +192,7 @@ public final class InferenceContext: @unchecked Sendable {
 
     deinit {
         for a in allocations { a.deallocate() }
-        lmHeadCopy?.deallocate()
+        if let c = headCopy { UnsafeMutableRawPointer(c.values).deallocate() }
     }
 
     /// Builds a Q8_0 copy of the LM head in memory and uses it for logits (about half the bytes
@@ -199,11 +202,8 @@ public final class InferenceContext: @unchecked Sendable {
     /// kernel scales eight blocks at a time.
     @discardableResult
     public func useQ8LMHead(_ on: Bool) -> Int {
-        lmHeadCopy?.deallocate()
-        lmHeadCopy = nil
-        lmHeadScales = nil
-        lmHeadCopyBytes = 0
-        lmHeadWeights = model.output
+        if let c = headCopy { UnsafeMutableRawPointer(c.values).deallocate() }
+        headCopy = nil
         guard on else { return 0 }
         let src = model.output
         let K = src.columns, rows = src.rows, nb = K / 32
@@ -220,14 +220,9 @@ public final class InferenceContext: @unchecked Sendable {
                 }
             }
         }
-        lmHeadCopy = buf
-        lmHeadScales = wd
-        lmHeadCopyBytes = bytes
-        lmHeadWeights = WeightMatrix(name: src.name + " (Q8_0 copy)", type: .q8_0, rows: rows, columns: K,
-                                     data: UnsafeRawPointer(buf), alpha: 1, scale: 1)
+        headCopy = HeadCopy(values: wq, scales: wd, bytes: bytes)
         return bytes
     }
-
 
     /// Forgets every position (the cache memory is reused).
     public func reset() { position = 0 }
@@ -295,7 +290,7 @@ public final class InferenceContext: @unchecked Sendable {
     }
 
     /// Runs `tokens` at positions `position ..< position + tokens.count` and returns the logits
-    /// asked for: `.last` → vocab floats; `.all` → tokens.count × vocab; `.selected` → the
+    /// asked for: `.last` → vocab floats; `.all` → tokens.count × vocab; `.nodes` → the
     /// requested values in request order; `.none` → [].
     public func forward(_ tokens: [Int32], logits: LogitRequest, sink: StageSink? = nil) throws -> [Float] {
         guard !tokens.isEmpty else { return [] }
@@ -316,9 +311,6 @@ public final class InferenceContext: @unchecked Sendable {
             case .none: req = .none
             case .last: req = isLast ? .last : .none
             case .all: req = .all
-            case .selected(let sel):
-                let mine = sel.filter { $0.0 >= start && $0.0 < end }.map { ($0.0 - start, $0.1) }
-                req = mine.isEmpty ? .none : .selected(mine)
             case .nodes(let sel):
                 let mine = sel.filter { $0.0 >= start && $0.0 < end }.map { ($0.0 - start, $0.1) }
                 req = mine.isEmpty ? .none : .nodes(mine)
@@ -454,7 +446,6 @@ public final class InferenceContext: @unchecked Sendable {
         case .none: return []
         case .last: rowsNeeded = [n - 1]
         case .all: rowsNeeded = Array(0..<n)
-        case .selected(let sel): rowsNeeded = sel.map { $0.0 }
         case .nodes(let sel): rowsNeeded = sel.map { $0.0 }
         }
         for r in Set(rowsNeeded) {
@@ -477,10 +468,6 @@ public final class InferenceContext: @unchecked Sendable {
             var out = [Float](repeating: 0, count: n * V)
             out.withUnsafeMutableBufferPointer { lmHead(rowsOf: normed, nt: n, out: $0.baseAddress!) }
             if let sink { out.withUnsafeBufferPointer { sink.floats("logits", rows: n, cols: V, $0.baseAddress!) } }
-            return out
-        case .selected(let sel):
-            var out: [Float] = []
-            for (r, ids) in sel { out += lmRows(ids, x: normed + r * d) }
             return out
         case .nodes(let sel):
             var out: [Float] = []
@@ -747,19 +734,19 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// LM head over the whole vocabulary for `nt` rows of f16-rounded inputs.
     private func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
-        if let copy = lmHeadCopy, let scales = lmHeadScales {
+        if let copy = headCopy {
             let d = hp.embedding, V = hp.vocabSize
             let path = kernels.table.pointee.path
-            let wq = copy.assumingMemoryBound(to: Int8.self)
             let xq = quantizedInput(xin, nt: nt)
             xq.withUnsafeBytes { xb in
                 pool.parallelFor(V, granularity: 64) { r0, r1 in
-                    tk_q8s_q8_0_gemm(wq, scales, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt), out, Int64(V), path)
+                    tk_q8s_q8_0_gemm(copy.values, copy.scales, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt),
+                                     out, Int64(V), path)
                 }
             }
             return
         }
-        let w = lmHeadWeights
+        let w = model.output
         let fn = floatGemm(w.type)
         let d = hp.embedding, V = hp.vocabSize
         pool.parallelFor(V, granularity: 64) { r0, r1 in
@@ -769,17 +756,16 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// The LM-head values of the given vocabulary rows for one input (label-only logits).
     private func lmRows(_ ids: [Int32], x xin: UnsafePointer<Float>) -> [Float] {
-        let w = lmHeadWeights, d = Int64(hp.embedding)
+        let w = model.output, d = Int64(hp.embedding)
         var out = [Float](repeating: 0, count: ids.count)
         // The gemm writes out[id] for rows [id, id + 1) (ldo 0), so the base is shifted by id.
-        if let copy = lmHeadCopy, let scales = lmHeadScales {
+        if let copy = headCopy {
             let xq = quantizedInput(xin, nt: 1)  // once for all ids
             let path = kernels.table.pointee.path
-            let wq = copy.assumingMemoryBound(to: Int8.self)
             xq.withUnsafeBytes { xb in
                 out.withUnsafeMutableBufferPointer { o in
                     for (k, id) in ids.enumerated() {
-                        tk_q8s_q8_0_gemm(wq, scales, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
+                        tk_q8s_q8_0_gemm(copy.values, copy.scales, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
                     }
                 }
             }

@@ -88,11 +88,17 @@ void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, 
     attn_scores_ref(k, D, rows, q, out);
 }
 
+/* Row j of the values: the cached prefix's rows in order, then the tree path's slots. */
+static inline const uint16_t *attn_value_row(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots,
+                                             int64_t j) {
+    return v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+}
+
 TK_NOCONTRACT static void attn_values_ref(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots,
                                            int64_t nslots, const float *p, float *out) {
     for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
     for (int64_t j = 0; j < prefix + nslots; j++) {
-        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const uint16_t *row = attn_value_row(v, D, prefix, slots, j);
         const float pj = p[j];
         for (int64_t i = 0; i < D; i++) out[i] = out[i] + pj * tk_f16_to_f32(row[i]);
     }
@@ -108,7 +114,7 @@ TK_NOCONTRACT __attribute__((target("avx2,f16c"))) static void attn_values_avx2(
     }
     for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
     for (int64_t j = 0; j < prefix + nslots; j++) {
-        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const uint16_t *row = attn_value_row(v, D, prefix, slots, j);
         const __m256 pj = _mm256_set1_ps(p[j]);
         for (int64_t i = 0; i < D; i += 8) {
             const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
@@ -127,7 +133,7 @@ TK_NOCONTRACT static void attn_values_neon(const uint16_t *v, int64_t D, int64_t
     }
     for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
     for (int64_t j = 0; j < prefix + nslots; j++) {
-        const uint16_t *row = v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
+        const uint16_t *row = attn_value_row(v, D, prefix, slots, j);
         const float32x4_t pj = vdupq_n_f32(p[j]);
         for (int64_t i = 0; i < D; i += 8) {
             const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(row + i));

@@ -246,13 +246,18 @@ public final class DaemonCore: @unchecked Sendable {
         return true
     }
 
+    /// After a reload: the engine's cached prompt prefixes go, on this (the inference) thread.
+    private func dropStalePrefixCache() {
+        if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
+            backend.invalidatePrefixCache()
+        }
+    }
+
     /// Decide jobs of one route, decided together (`queue.batch_max`).
     func runBatch(_ jobs: [Job]) {
         let live = jobs.filter(stillWanted)
         guard let route = live.first?.route else { return }
-        if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
-            backend.invalidatePrefixCache()
-        }
+        dropStalePrefixCache()
         let results = backend.decide(batch: live.map { Engine.DecideRequest(prompt: $0.prompt, labels: route.labels) },
                                      cacheKey: route.name)
         logger.debug("route \(route.name): \(live.count) queued decisions decided together")
@@ -281,9 +286,7 @@ public final class DaemonCore: @unchecked Sendable {
 
     func run(_ job: Job) {
         guard stillWanted(job) else { return }
-        if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
-            backend.invalidatePrefixCache()
-        }
+        dropStalePrefixCache()
         let route = job.route
         do {
             switch route.task {

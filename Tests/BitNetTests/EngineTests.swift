@@ -324,7 +324,7 @@ private extension Double {
         let path = try makeModel(dir)
         let exact = try Engine(modelPath: path, options: EngineOptions(threads: 2))
         let approx = try Engine(modelPath: path, options: EngineOptions(threads: 2, lmHead: "q8_0"))
-        #expect(approx.context.lmHeadWeights.type == .q8_0)
+        #expect(approx.context.lmHeadType == .q8_0)
         let ids: [Int32] = (0..<24).map { Int32($0 * 13 % 480) }
         let a = try exact.context.forward(ids, logits: .all)
         let b = try approx.context.forward(ids, logits: .all)
