@@ -166,11 +166,6 @@ public final class Engine: @unchecked Sendable {
         try decide(batch: [DecideRequest(prompt: prompt, labels: labels)], cacheKey: cacheKey)[0].get()
     }
 
-    /// `decide` with the default prefix-cache slot.
-    public func decide(prompt: String, labels: [String]) throws -> DecideResult {
-        try decide(prompt: prompt, labels: labels, cacheKey: "")
-    }
-
     /// Decides several requests together (the queued events of one route): one pass over the
     /// weights computes every request's changing tokens and label continuations as a token
     /// tree on top of the shared cached prefix. Every node's values depend only on its own path,
@@ -264,7 +259,7 @@ public final class Engine: @unchecked Sendable {
     private func runDecidePass(_ plans: [(Int, DecidePlan)], base: Int) throws -> [(Int, [Double])] {
         var tree = TokenTree()
         var requests: [(node: Int, NodeLogits)] = []
-        // Per plan and label, the (request index, target token) pairs that make up its score.
+        // Per plan and label, the terms of its score: (request index, target token, full row?).
         var terms: [[[(Int, Int32, Bool)]]] = []
         var fullAt: [Int: Int] = [:]
         func fullRequest(_ node: Int) -> Int {
@@ -285,67 +280,77 @@ public final class Engine: @unchecked Sendable {
                 for i in p.full.indices { mine[i].append((r, Int32(i), false)) }
             }
             for (i, f) in p.full.enumerated() {
-                var node = lastShared
-                for target in p.shared..<f.count {
-                    if target >= p.starts[i] && !(labelOnly && target == p.shared) {
-                        mine[i].append((fullRequest(node), f[target], true))
-                    }
-                    if target < f.count - 1 { node = tree.node(f[target], parent: node) }
-                }
+                let scoredFrom = labelOnly ? max(p.starts[i], p.shared + 1) : p.starts[i]
+                mine[i] += continuation(f, from: p.shared, scoredFrom: scoredFrom, below: lastShared,
+                                        tree: &tree, request: fullRequest)
             }
             terms.append(mine)
         }
         let out = try context.forward(tree: tree, logits: requests)
         var lse: [Int: Double] = [:]
-        var scoresOut: [(Int, [Double])] = []
-        for (k, (i, _)) in plans.enumerated() {
-            var scores: [Double] = []
-            for labelTerms in terms[k] {
-                var s = 0.0
-                for (r, v, isFull) in labelTerms {
-                    if isFull {
-                        if lse[r] == nil { lse[r] = logSumExp(out[r]) }
-                        s += Double(out[r][Int(v)]) - lse[r]!
-                    } else {
-                        s += Double(out[r][Int(v)])
-                    }
-                }
-                scores.append(s)
-            }
-            scoresOut.append((i, scores))
-        }
-        return scoresOut
+        return plans.indices.map { k in (plans[k].0, terms[k].map { score($0, out, lse: &lse) }) }
     }
 
-    /// A plan too large for one pass with all its labels: its prompt side first, then each label.
+    /// The tokens f[from...] of one label below `node` (the node whose logits predict f[from]):
+    /// adds a node for each but the last and, for every target at or after `scoredFrom`, a term
+    /// (full-logits request at the node before it, target token, true).
+    private func continuation(_ f: [Int32], from: Int, scoredFrom: Int, below node: Int, tree: inout TokenTree,
+                              request: (Int) -> Int) -> [(Int, Int32, Bool)] {
+        var terms: [(Int, Int32, Bool)] = []
+        var node = node
+        for target in from..<f.count {
+            if target >= scoredFrom { terms.append((request(node), f[target], true)) }
+            if target < f.count - 1 { node = tree.node(f[target], parent: node) }
+        }
+        return terms
+    }
+
+    /// A label's score from its terms: log-probabilities (logit − log Σ exp) for full rows, the
+    /// logit itself for label-only rows (their normaliser is common to all labels and cancels).
+    /// Summed in term order onto `initial`, so a label scored in several passes gets the same bits.
+    private func score(_ terms: [(Int, Int32, Bool)], _ out: [[Float]], lse: inout [Int: Double],
+                       onto initial: Double = 0) -> Double {
+        var s = initial
+        for (r, v, isFull) in terms {
+            if isFull {
+                if lse[r] == nil { lse[r] = logSumExp(out[r]) }
+                s += Double(out[r][Int(v)]) - lse[r]!
+            } else {
+                s += Double(out[r][Int(v)])
+            }
+        }
+        return s
+    }
+
+    /// A plan too large for one pass with all its labels: its prompt side first, then each label
+    /// as its own pass on top of it.
     private func decideSplit(_ p: DecidePlan, base: Int) throws -> [Double] {
         context.truncate(to: base)
-        var scores = [Double](repeating: 0, count: p.full.count)
         let labelOnly = tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
         var chain = TokenTree()
         var last = -1
         for t in p.sharedIds[base...] { last = chain.node(t, parent: last) }
-        let first = try context.forward(tree: chain, logits: [(last, labelOnly ? .rows(p.full.map { $0[p.shared] }) : .full)])[0]
+        let promptOut = [try context.forward(tree: chain, logits: [(last, labelOnly ? .rows(p.full.map { $0[p.shared] }) : .full)])[0]]
         context.keepTreePrefix(p.shared)
-        let lse0 = labelOnly ? 0 : logSumExp(first)
+        var lse: [Int: Double] = [:]
+        var scores: [Double] = []
         for (i, f) in p.full.enumerated() {
+            var s = 0.0
             if p.starts[i] == p.shared {
-                scores[i] += labelOnly ? Double(first[i]) : Double(first[Int(f[p.shared])]) - lse0
+                s = score([(0, labelOnly ? Int32(i) : f[p.shared], !labelOnly)], promptOut, lse: &lse)
             }
-            guard f.count - 1 > p.shared else { continue }
-            var tree = TokenTree()
-            var node = -1
-            var requests: [(node: Int, NodeLogits)] = []
-            var targets: [Int32] = []
-            for target in (p.shared + 1)..<f.count {
-                node = tree.node(f[target - 1], parent: node)
-                if target >= p.starts[i] {
+            if f.count - 1 > p.shared {
+                var tree = TokenTree()
+                var requests: [(node: Int, NodeLogits)] = []
+                let root = tree.node(f[p.shared], parent: -1)
+                let terms = continuation(f, from: p.shared + 1, scoredFrom: p.starts[i], below: root, tree: &tree) { node in
                     requests.append((node, .full))
-                    targets.append(f[target])
+                    return requests.count - 1
                 }
+                var labelLSE: [Int: Double] = [:]
+                s = score(terms, try context.forward(tree: tree, logits: requests), lse: &labelLSE, onto: s)
             }
-            let out = try context.forward(tree: tree, logits: requests)
-            for (r, v) in zip(out, targets) { scores[i] += Double(r[Int(v)]) - logSumExp(r) }
+            scores.append(s)
         }
         return scores
     }

@@ -240,21 +240,6 @@ public final class InferenceContext: @unchecked Sendable {
         position = n
     }
 
-    /// Copies the first `n` positions of the KV cache from another context of the same model.
-    public func copyPrefix(from other: InferenceContext, count n: Int) {
-        precondition(n <= other.position && n <= contextLength && other.model === model)
-        let D = hp.headDim
-        for l in 0..<hp.layers {
-            for g in 0..<hp.kvHeads {
-                let src = g * other.contextLength * D
-                let dst = g * contextLength * D
-                (kCache[l] + dst).update(from: other.kCache[l] + src, count: n * D)
-                (vCache[l] + dst).update(from: other.vCache[l] + src, count: n * D)
-            }
-        }
-        position = n
-    }
-
     /// Copies the KV state of positions 0..<count (whose tokens were `tokens[0..<count]`).
     public func snapshot(tokens: [Int32]) -> KVSnapshot {
         let n = tokens.count
