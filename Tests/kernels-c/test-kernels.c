@@ -433,7 +433,7 @@ static void test_i2s_case(const kernel_set *ks, int64_t K, int64_t M, int64_t r0
 
 static void test_i2s(const kernel_set *ks) {
     const int64_t Ks[] = {128, 256, 384, 640, 1024, 1152, 2560, 6912};
-    const int64_t nts[] = {1, 2, 3, 4, 5, 8};
+    const int64_t nts[] = {1, 2, 3, 4, 5, 8, 13};
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
         for (size_t ti = 0; ti < sizeof nts / sizeof nts[0]; ti++) {
             test_i2s_case(ks, Ks[ki], 13, 3, 12, nts[ti], PAT_RANDOM);   /* 9 rows: tiles + tail */
