@@ -304,7 +304,7 @@ TK_NEON_INLINE int32_t tq1_block_dot_neon(const tk_block_tq1_0 *blk, const int8_
                 const BLOCK_T *row = blocks + m * nb + kb;                                         \
                 float acc = kb ? out[t * ldo + m] : 0.0f;                                          \
                 for (int64_t b = 0; b < nbk; b++)                                                  \
-                    acc = tk_tq_step(acc, tk_f16_to_f32(row[b].d),                                 \
+                    acc = tk_tq_step(acc, tk_f16_to_f32_inline(row[b].d),                          \
                                      BLOCK_DOT(&row[b], qt + (kb + b) * TK_QK_K) - bs[b]);         \
                 out[t * ldo + m] = acc;                                                            \
             }                                                                                      \

@@ -8,6 +8,8 @@
 #ifndef BITNETD_KERNELS_INTERNAL_H
 #define BITNETD_KERNELS_INTERNAL_H
 
+#include <string.h>
+
 #include "ternary_kernels.h"
 
 #define TK_I2S_DECL(name) \
@@ -27,6 +29,36 @@ static inline float tk_i8_scale_from_amax(float amax_f) {
     double amax = (double)amax_f;
     if (amax < 1e-5) amax = 1e-5;
     return (float)(127.0 / amax);
+}
+
+/* f16 → f32, exact for every value (NaN payloads kept); inline for the per-block scales of the
+ * TQ kernels (tk_f16_to_f32 is the exported form). */
+static inline float tk_f16_to_f32_inline(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu;
+    uint32_t m = h & 0x3ffu;
+    uint32_t bits;
+    if (e == 0) {
+        if (m == 0) {
+            bits = sign;
+        } else {
+            /* Subnormal: m·2^-24. Normalise so the leading 1 becomes the implicit bit. */
+            int shift = 0;
+            while ((m & 0x400u) == 0) {
+                m <<= 1;
+                shift++;
+            }
+            m &= 0x3ffu;
+            bits = sign | ((uint32_t)(113 - shift) << 23) | (m << 13);
+        }
+    } else if (e == 31) {
+        bits = sign | 0x7f800000u | (m << 13); /* inf, or NaN with its payload */
+    } else {
+        bits = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 /* One step of the TQ block sum, identical on every path: acc + d·isum with a single rounding (fused

@@ -14,33 +14,7 @@
  * f16 / bf16
  * ------------------------------------------------------------------------------------------- */
 
-float tk_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu;
-    uint32_t m = h & 0x3ffu;
-    uint32_t bits;
-    if (e == 0) {
-        if (m == 0) {
-            bits = sign;
-        } else {
-            /* Subnormal: m·2^-24. Normalise so the leading 1 becomes the implicit bit. */
-            int shift = 0;
-            while ((m & 0x400u) == 0) {
-                m <<= 1;
-                shift++;
-            }
-            m &= 0x3ffu;
-            bits = sign | ((uint32_t)(113 - shift) << 23) | (m << 13);
-        }
-    } else if (e == 31) {
-        bits = sign | 0x7f800000u | (m << 13); /* inf, or NaN with its payload */
-    } else {
-        bits = sign | ((e + 112u) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
+float tk_f16_to_f32(uint16_t h) { return tk_f16_to_f32_inline(h); }
 
 uint16_t tk_f32_to_f16(float f) {
     uint32_t x;

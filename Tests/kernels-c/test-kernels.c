@@ -457,6 +457,14 @@ static uint16_t rnd_scale_f16(void) {
     return tk_f32_to_f16(v);
 }
 
+/* Block scales with the f16 values a fast path might convert differently: ±0, the smallest and
+ * largest subnormals, ±Inf, quiet and signalling NaNs, and ordinary values. */
+static uint16_t special_scale_f16(void) {
+    static const uint16_t v[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xfd55, 0x3c00, 0x0400};
+    return rnd() % 3 ? rnd_scale_f16() : v[rnd() % (sizeof v / sizeof v[0])];
+}
+
+/* extreme: 0 random, 1 all-extreme codes and activations, 2 arbitrary TQ1_0 bytes, 3 special scales. */
 static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, int64_t r0, int64_t r1, int64_t nt, int extreme) {
     const int64_t nb = K / TK_QK_K, ldq = K + 32, ldo = M + 1;
     const size_t bsz = tq1 ? sizeof(tk_block_tq1_0) : sizeof(tk_block_tq2_0);
@@ -476,12 +484,12 @@ static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, in
                 for (int j = 0; j < 4; j++) t[j] = extreme == 1 ? 2 : rnd_int(0, 2);
                 blk->qh[i] = extreme == 2 ? (uint8_t)rnd_int(0, 255) : tq1_encode(t, 4);
             }
-            blk->d = rnd_scale_f16();
+            blk->d = extreme == 3 ? special_scale_f16() : rnd_scale_f16();
         } else {
             tk_block_tq2_0 *blk = (tk_block_tq2_0 *)(w + (size_t)b * bsz);
             for (int i = 0; i < 64; i++)
-                blk->qs[i] = extreme ? 0xaa : (uint8_t)(rnd_int(0, 2) | rnd_int(0, 2) << 2 | rnd_int(0, 2) << 4 | rnd_int(0, 2) << 6);
-            blk->d = rnd_scale_f16();
+                blk->qs[i] = extreme == 1 ? 0xaa : (uint8_t)(rnd_int(0, 2) | rnd_int(0, 2) << 2 | rnd_int(0, 2) << 4 | rnd_int(0, 2) << 6);
+            blk->d = extreme == 3 ? special_scale_f16() : rnd_scale_f16();
         }
     }
     int8_t *q = xmalloc((size_t)(nt * ldq));
@@ -500,7 +508,7 @@ static void test_tq_case(const kernel_set *ks, int tq1, int64_t K, int64_t M, in
             break;
         }
     check(bad < 0, "%s K=%lld rows [%lld,%lld) nt=%lld%s: out[%lld] = %a, ref %a", tq1 ? "tq1" : "tq2",
-          (long long)K, (long long)r0, (long long)r1, (long long)nt, extreme == 1 ? " extreme" : extreme ? " raw bytes" : "", (long long)bad,
+          (long long)K, (long long)r0, (long long)r1, (long long)nt, extreme == 1 ? " extreme" : extreme == 2 ? " raw bytes" : extreme == 3 ? " special scales" : "", (long long)bad,
           bad >= 0 ? (double)o1[bad] : 0.0, bad >= 0 ? (double)o0[bad] : 0.0);
     free(w);
     free(q);
@@ -517,6 +525,7 @@ static void test_tq(const kernel_set *ks) {
                 test_tq_case(ks, tq1, Ks[ki], 7, 2, 7, nts[ti], 0);
         test_tq_case(ks, tq1, 2560, 5, 0, 5, 3, 1);
         if (tq1) test_tq_case(ks, tq1, 2560, 5, 0, 5, 4, 2);
+        for (int64_t nt = 1; nt <= 5; nt += 2) test_tq_case(ks, tq1, 2560, 6, 0, 6, nt, 3);
         test_tq_case(ks, tq1, 131072 + 2 * 256, 3, 0, 3, 5, 0); /* > 512 blocks: stack slices */
     }
 }
