@@ -224,16 +224,18 @@ TK_AVX2_FN void tk_i2s_i8_gemm_avx2(const uint8_t *w, int64_t K, int64_t r0, int
  * in the reference (tk_tq_step).
  * ------------------------------------------------------------------------------------------- */
 
-/* Eight int32 vectors → one vector of their eight horizontal sums, in order. */
-TK_AVX2_INLINE __m256i hsum8_epi32_avx2(const __m256i v[8]) {
-    const __m256i s01 = _mm256_hadd_epi32(v[0], v[1]);
-    const __m256i s23 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i s45 = _mm256_hadd_epi32(v[4], v[5]);
-    const __m256i s67 = _mm256_hadd_epi32(v[6], v[7]);
-    const __m256i s0123 = _mm256_hadd_epi32(s01, s23);
-    const __m256i s4567 = _mm256_hadd_epi32(s45, s67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
-                            _mm256_permute2x128_si256(s0123, s4567, 0x31));
+/* The two 128-bit halves of v added: four int32 lanes. The per-block sums are parked in memory as
+ * 16-byte values because Zen 1 cannot forward a 32-byte store to a 32-byte load (it stores the two
+ * halves separately), which stalled every block when they were kept as 256-bit vectors. */
+TK_AVX2_INLINE __m128i half_sum_epi32(__m256i v) {
+    return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/* Eight 4-lane int32 vectors → one vector of their eight horizontal sums, in order. */
+TK_AVX2_INLINE __m256i hsum8_epi32_x4(const __m128i v[8]) {
+    const __m128i s0123 = _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
+    const __m128i s4567 = _mm_hadd_epi32(_mm_hadd_epi32(v[4], v[5]), _mm_hadd_epi32(v[6], v[7]));
+    return _mm256_set_m128i(s4567, s0123);
 }
 
 #define TQ_CHUNK 8
@@ -341,14 +343,14 @@ TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t n
     const __m256i ones16 = _mm256_set1_epi16(1);
     for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {
         const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;
-        __m256i dots[4][TQ_CHUNK];
+        __m128i dots[4][TQ_CHUNK];
         for (int i = 0; i < TQ_CHUNK; i++)
-            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm256_setzero_si256();
+            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm_setzero_si128();
         for (int i = 0; i < nbc; i++) {
             const uint8_t *blk = row + (b0 + i) * bsz;
             _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);
             if (!tq1 && TT == 1) {
-                dots[0][i] = tq2_dot4_avx2((const tk_block_tq2_0 *)blk, q + (b0 + i) * TK_QK_K);
+                dots[0][i] = half_sum_epi32(tq2_dot4_avx2((const tk_block_tq2_0 *)blk, q + (b0 + i) * TK_QK_K));
                 continue;
             }
             __m256i c[8];
@@ -359,14 +361,14 @@ TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t n
                 __m256i p = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)qb));
                 TK_UNROLL for (int g = 1; g < 8; g++)
                     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c[g], _mm256_loadu_si256((const __m256i *)(qb + 32 * g))));
-                dots[t][i] = _mm256_madd_epi16(p, ones16);
+                dots[t][i] = half_sum_epi32(_mm256_madd_epi16(p, ones16));
             }
         }
         float d[TQ_CHUNK];
         tq_scales_avx2(row + b0 * bsz + bsz - 2, bsz, nbc, d);
         TK_UNROLL for (int t = 0; t < TT; t++) {
             int32_t is[8];
-            __m256i h8 = hsum8_epi32_avx2(dots[t]);
+            __m256i h8 = hsum8_epi32_x4(dots[t]);
             if (!tq1 && TT == 1) h8 = _mm256_srai_epi32(h8, 2); /* tq2_dot4_avx2 sums are 4·isum */
             _mm256_storeu_si256((__m256i *)is, h8);
             float a = acc[t];
