@@ -330,11 +330,12 @@ TK_AVX2_INLINE void tq_scales_avx2(const uint8_t *p, int64_t bsz, int n, float d
     _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
 }
 
-/* One TQ2_0 block × one token, as eight int32 lanes summing to 4·Σ c·q: the generation path,
- * where the decode is not shared by several tokens. One 16-bit shift per 32 bytes instead of three:
- * the codes of bits 2–3 and 6–7 are masked in place as 4·c, the others as c and then scaled by 4
- * with one shift of their int16 sum (lanes: 4·4·768 + 4·(4·768) = 24576 < 32767). */
-TK_AVX2_INLINE __m256i tq2_dot4_avx2(const tk_block_tq2_0 *blk, const int8_t *q) {
+/* One TQ2_0 block × one token, as eight int32 lanes summing to Σ c·q: the generation path, where
+ * the decode is not shared by several tokens. One 16-bit shift per 32 bytes instead of three: the
+ * codes of bits 2–3 and 6–7 are masked in place as 4·c, the others as c and then scaled by 4 with
+ * one shift of their int16 sum (lanes: 4·4·768 + 4·(4·768) = 24576 < 32767); every lane is then a
+ * multiple of 4 and the final shift right by 2 is exact. */
+TK_AVX2_INLINE __m256i tq2_dot_gemv_avx2(const tk_block_tq2_0 *blk, const int8_t *q) {
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
     __m256i p1 = _mm256_setzero_si256(), p4 = _mm256_setzero_si256();
     TK_UNROLL for (int h = 0; h < 2; h++) {
@@ -346,7 +347,7 @@ TK_AVX2_INLINE __m256i tq2_dot4_avx2(const tk_block_tq2_0 *blk, const int8_t *q)
         p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(_mm256_and_si256(v4, m3), _mm256_loadu_si256((const __m256i *)(qh + 64))));
         p4 = _mm256_add_epi16(p4, _mm256_maddubs_epi16(_mm256_and_si256(v4, m12), _mm256_loadu_si256((const __m256i *)(qh + 96))));
     }
-    return _mm256_madd_epi16(_mm256_add_epi16(p4, _mm256_slli_epi16(p1, 2)), _mm256_set1_epi16(1));
+    return _mm256_srai_epi32(_mm256_madd_epi16(_mm256_add_epi16(p4, _mm256_slli_epi16(p1, 2)), _mm256_set1_epi16(1)), 2);
 }
 
 /* One row × TT tokens over nb blocks (TQ2_0 or TQ1_0, bsz bytes each); acc[t] carries the float
@@ -363,7 +364,7 @@ TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t n
             const uint8_t *blk = row + (b0 + i) * bsz;
             _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);
             if (!tq1 && TT == 1) {
-                dots[0][i] = half_sum_epi32(tq2_dot4_avx2((const tk_block_tq2_0 *)blk, q + (b0 + i) * TK_QK_K));
+                dots[0][i] = half_sum_epi32(tq2_dot_gemv_avx2((const tk_block_tq2_0 *)blk, q + (b0 + i) * TK_QK_K));
                 continue;
             }
             __m256i c[8];
@@ -381,9 +382,7 @@ TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t n
         tq_scales_avx2(row + b0 * bsz + bsz - 2, bsz, nbc, d);
         TK_UNROLL for (int t = 0; t < TT; t++) {
             int32_t is[8];
-            __m256i h8 = hsum8_epi32_x4(dots[t]);
-            if (!tq1 && TT == 1) h8 = _mm256_srai_epi32(h8, 2); /* tq2_dot4_avx2 sums are 4·isum */
-            _mm256_storeu_si256((__m256i *)is, h8);
+            _mm256_storeu_si256((__m256i *)is, hsum8_epi32_x4(dots[t]));
             float a = acc[t];
             for (int i = 0; i < nbc; i++) a = tk_tq_step(a, d[i], is[i] - bs[t][b0 + i]);
             acc[t] = a;
