@@ -285,11 +285,19 @@ __attribute__((target("avx2,fma,f16c"))) static void q8s_gemm_avx2(const int8_t 
 #endif
 
 #if defined(__aarch64__)
+/* The activation block scales are converted once per token (as in the AVX2 kernel), not once per
+ * row and block. */
 static void q8s_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
                           int64_t nt, float *out, int64_t ldo) {
     const int64_t nb = K / TK_QK8_0;
+    if (nb > 512) {
+        tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
+        return;
+    }
+    float dx[512];
     for (int64_t t = 0; t < nt; t++) {
         const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
+        for (int64_t b = 0; b < nb; b++) dx[b] = tk_f16_to_f32(x[b].d);
         for (int64_t m = r0; m < r1; m++) {
             const int8_t *row = wq + m * K;
             const float *d = wd + m * nb;
@@ -305,7 +313,7 @@ static void q8s_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t 
                     int16x8_t p2 = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
                     p2 = vmlal_s8(p2, vget_high_s8(w1), vget_high_s8(x1));
                     sums[i] = (float)vaddvq_s32(vpadalq_s16(vpaddlq_s16(p), p2));
-                    sc[i] = d[b + i] * tk_f16_to_f32(x[b + i].d);
+                    sc[i] = d[b + i] * dx[b + i];
                 }
                 acc = vfmaq_f32(acc, vld1q_f32(sc), vld1q_f32(sums));
             }
