@@ -112,14 +112,30 @@ TK_NOCONTRACT __attribute__((target("avx2,f16c"))) static void attn_values_avx2(
         attn_values_ref(v, D, prefix, slots, nslots, p, out);
         return;
     }
-    for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
-    for (int64_t j = 0; j < prefix + nslots; j++) {
-        const uint16_t *row = attn_value_row(v, D, prefix, slots, j);
-        const __m256 pj = _mm256_set1_ps(p[j]);
-        for (int64_t i = 0; i < D; i += 8) {
-            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i)));
-            _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_mul_ps(pj, vv)));
+    /* Columns are built 64 at a time in eight registers over all rows, then stored once: keeping
+     * out in memory across rows made each row reload the vectors the previous row had just
+     * stored, and Zen 1 does not forward a 32-byte store to a 32-byte load. Every element still
+     * gets the same multiply and add, in row order. */
+    const int64_t n = prefix + nslots;
+    int64_t i0 = 0;
+    for (; i0 + 64 <= D; i0 += 64) {
+        __m256 acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++) {
+            const uint16_t *row = attn_value_row(v, D, prefix, slots, j) + i0;
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            for (int k = 0; k < 8; k++)
+                acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * k)))));
         }
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + i0 + 8 * k, acc[k]);
+    }
+    for (; i0 < D; i0 += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++) {
+            const uint16_t *row = attn_value_row(v, D, prefix, slots, j) + i0;
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(p[j]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)row))));
+        }
+        _mm256_storeu_ps(out + i0, acc);
     }
 }
 #endif

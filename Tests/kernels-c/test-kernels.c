@@ -729,7 +729,7 @@ static void test_dispatch(void) {
 
 static void test_attn_scores(void) {
     cur_label = "attn-scores";
-    static const int64_t dims[] = {8, 13, 32, 64, 128};
+    static const int64_t dims[] = {8, 13, 32, 64, 96, 128};
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         const int64_t D = dims[di], rows = 29;
         uint16_t *k = xmalloc((size_t)(rows * D) * sizeof *k);
