@@ -272,7 +272,7 @@ public final class Engine: @unchecked Sendable {
             var parent = -1
             for t in p.sharedIds[base...] { parent = tree.node(t, parent: parent) }
             let lastShared = parent
-            let labelOnly = tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
+            let labelOnly = labelOnlyLogits(p)
             var mine: [[(Int, Int32, Bool)]] = Array(repeating: [], count: p.full.count)
             if labelOnly {
                 requests.append((lastShared, .rows(p.full.map { $0[p.shared] })))
@@ -289,6 +289,12 @@ public final class Engine: @unchecked Sendable {
         let out = try context.forward(tree: tree, logits: requests)
         var lse: [Int: Double] = [:]
         return plans.indices.map { k in (plans[k].0, terms[k].map { score($0, out, lse: &lse) }) }
+    }
+
+    /// Whether a plan's first scored tokens need only their LM-head rows: every label starts
+    /// scoring at the same node, so the common normaliser cancels (and the tuning allows it).
+    private func labelOnlyLogits(_ p: DecidePlan) -> Bool {
+        tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
     }
 
     /// The tokens f[from...] of one label below `node` (the node whose logits predict f[from]):
@@ -326,7 +332,7 @@ public final class Engine: @unchecked Sendable {
     /// as its own pass on top of it.
     private func decideSplit(_ p: DecidePlan, base: Int) throws -> [Double] {
         context.truncate(to: base)
-        let labelOnly = tuning.labelOnlyLogits && p.starts.allSatisfy { $0 == p.shared }
+        let labelOnly = labelOnlyLogits(p)
         var chain = TokenTree()
         var last = -1
         for t in p.sharedIds[base...] { last = chain.node(t, parent: last) }
