@@ -274,7 +274,7 @@ struct Bench: ParsableCommand {
             let rssBefore = MemoryUsage.current()
             func row(_ name: String, _ lat: [Double], perS: Double, promptTokens: Int, cached: Int) {
                 let lat = lat.sorted()
-                func pct(_ p: Double) -> Double { lat[min(lat.count - 1, Int(Double(lat.count) * p))] }
+                func pct(_ p: Double) -> Double { percentile(lat, p) }
                 out.append("| \(engine.kernelName) | \(engine.threads) | \(name) | \(promptTokens) (\(cached) cached) | \(fmt(pct(0.5), 2)) | \(fmt(pct(0.95), 2)) | \(fmt(pct(0.99), 2)) | \(fmt(perS, 2)) |")
                 jsonRows.append("{\"threads\":\(engine.threads),\"kernel\":\"\(engine.kernelName)\",\"variant\":\(jsonString(name)),\"prompt_tokens\":\(promptTokens),\"cached_tokens\":\(cached),\"labels\":\(labels),\"p50_ms\":\(pct(0.5)),\"p95_ms\":\(pct(0.95)),\"p99_ms\":\(pct(0.99)),\"decisions_per_s\":\(perS),\"prefix_cache_bytes\":\(engine.prefixCacheBytes)}")
             }

@@ -119,7 +119,7 @@ extension Bench {
         }
         func row(_ name: String, _ lat: [Double], _ inner: [Double], perS: Double) {
             let lat = lat.sorted(), inner = inner.sorted()
-            func pct(_ a: [Double], _ p: Double) -> Double { a.isEmpty ? .nan : a[min(a.count - 1, Int(Double(a.count) * p))] }
+            let pct = percentile
             out.append("| \(kernel) | \(threads) | \(name) | \(decidePrompt) (\(decideConstant) constant) | \(fmt(pct(lat, 0.5), 2)) | \(fmt(pct(lat, 0.95), 2)) | \(fmt(pct(lat, 0.99), 2)) | \(fmt(perS, 2)) |")
             out.append("|   in the daemon (decision latency_ms: arrival → published): p50 \(fmt(pct(inner, 0.5), 2)) ms, p95 \(fmt(pct(inner, 0.95), 2)) ms |")
             jsonRows.append("{\"threads\":\(threads),\"kernel\":\"\(kernel)\",\"variant\":\(jsonString(name)),\"labels\":\(labels.count),\"p50_ms\":\(pct(lat, 0.5)),\"p95_ms\":\(pct(lat, 0.95)),\"p99_ms\":\(pct(lat, 0.99)),\"decisions_per_s\":\(perS),\"daemon_p50_ms\":\(pct(inner, 0.5))}")

@@ -216,6 +216,11 @@ struct Generate: ParsableCommand {
     }
 }
 
+/// The p-quantile (0…1) of ascending values, nearest rank from below; NaN when there are none.
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
 func fmt(_ v: Double, _ digits: Int = 1) -> String {
     var p = 1.0
     for _ in 0..<digits { p *= 10 }
