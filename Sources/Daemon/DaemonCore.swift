@@ -39,6 +39,10 @@ public final class DaemonCore: @unchecked Sendable {
     private var worker: pthread_t?
     /// Debounce state of plugin routes, per route and output topic (used on the inference thread).
     private let debouncers = Mutex<[String: Debouncer]>([:])
+    /// Test hook (`BITNETD_TEST_HOLD_JOBS`): while this file exists, the inference thread holds
+    /// each job it has taken before computing it. Lets end-to-end tests fill the queue and signal
+    /// the process at a known point instead of racing the CPU. Never set in production.
+    public var holdWhileExists: String?
 
     public init(config: BitnetdConfig, backend: InferenceBackend, transport: MQTTTransport) {
         self.backend = backend
@@ -223,6 +227,10 @@ public final class DaemonCore: @unchecked Sendable {
     private func workerLoop() {
         while let jobs = queue.popBatch(max: config.queue.batchMax) {
             busy.store(true, ordering: .relaxed)
+            if let hold = holdWhileExists, access(hold, F_OK) == 0 {
+                logger.info("test hook: holding job \(jobs[0].id) while \(hold) exists")
+                while access(hold, F_OK) == 0 { usleep(5_000) }
+            }
             if jobs.count == 1 { run(jobs[0]) } else { runBatch(jobs) }
             busy.store(false, ordering: .relaxed)
         }
@@ -387,6 +395,7 @@ public final class DaemonCore: @unchecked Sendable {
     public func beginShutdown(drainTimeoutS: Double) {
         drainDeadline.store(monotonicNanoseconds() + UInt64(drainTimeoutS * 1e9), ordering: .relaxed)
         queue.finishWhenEmpty()
+        logger.info("draining: \(queue.count) queued jobs, computed for at most \(drainTimeoutS) s (queue.drain_timeout_s)")
     }
 
     /// Waits for the inference thread to empty the queue, then refuses new messages (they are

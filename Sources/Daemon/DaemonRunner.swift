@@ -58,6 +58,7 @@ public enum DaemonRunner {
 
         let notifier = SystemdNotifier()
         let core = DaemonCore(config: config, backend: engine, transport: NullTransport())
+        if let hold = getenv("BITNETD_TEST_HOLD_JOBS") { core.holdWhileExists = String(cString: hold) }
         let mqtt: MQTTService
         do {
             let client = try makeClient(config.mqtt, core: core)

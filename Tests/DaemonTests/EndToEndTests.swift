@@ -252,7 +252,7 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
 
     @Test func sigtermWithAFullQueueAnswersEveryJob() throws {
         let broker = try Broker()
-        let observer = try Observer(port: broker.port, topics: ["bitnetd/decision/chat", "bitnetd/error", "bitnetd/status"])
+        let observer = try Observer(port: broker.port, topics: ["bitnetd/decision/chat", "bitnetd/error", "bitnetd/status", "bitnetd/stats"])
         let routes = """
         routes:
           - name: chat
@@ -263,20 +263,32 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
             max_tokens: 200
             temperature: 0
         """
-        // Long enough jobs that even a release build cannot finish the queue within the drain timeout.
-        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes, queue: "  drain_timeout_s: 0.5"))
+        // No race with the CPU: the inference thread is held (test hook) while every request
+        // arrives and while SIGTERM starts the drain; a drain timeout of 0 then cuts every job,
+        // however fast or slow this machine is.
+        let dir = Fixture.tempDir()
+        let hold = dir + "/hold"
+        Fixture.write(hold, "")
+        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, routes: routes, queue: "  drain_timeout_s: 0", statsInterval: 1),
+                                   dir: dir, env: ["BITNETD_TEST_HOLD_JOBS": hold])
         #expect(observer.wait(for: 1, on: "bitnetd/status").last?.text == "online")
         let lines = daemon.dir + "/lines.txt"
         let n = 60
         Fixture.write(lines, (0..<n).map { "request \($0)" }.joined(separator: "\n") + "\n")
         Fixture.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "chat/in", "-l"], stdin: lines)
-        _ = observer.wait(for: 1, on: "bitnetd/decision/chat")
-        #expect(daemon.stop() == 0)
+        // Every request is in the daemon (one held by the inference thread, the rest queued).
+        #expect(poll(timeoutS: 30) {
+            observer.messages(on: "bitnetd/stats").contains { $0.json["received"] as? Int == n && $0.json["queue"] as? Int == n - 1 }
+        }, "\(daemon.log)")
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForLog("draining: \(n - 1) queued jobs"), "\(daemon.log)")
+        unlink(hold)
+        #expect(daemon.child?.wait(timeoutS: 30) == 0)
         let decided = observer.messages(on: "bitnetd/decision/chat").count
         let errors = observer.messages(on: "bitnetd/error")
         #expect(decided + errors.count == n, "decided \(decided), errors \(errors.count)\n\(daemon.log)")
         #expect(errors.allSatisfy { $0.json["error"] as? String == "shutting_down" })
-        #expect(errors.count > 0, "the drain timeout should have cut the queue")
+        #expect(errors.count == n, "the drain timeout (0 s) cuts every job, the held one included")
         #expect(observer.wait(for: 2, on: "bitnetd/status").last?.text == "offline")
     }
 
