@@ -208,30 +208,20 @@ public final class Tokenizer: @unchecked Sendable {
                 return
             }
         }
-        var symbols: [Int32] = []
-        symbols.reserveCapacity(bytes.count)
-        for b in bytes {
-            let id = byteToken[Int(b)]
-            symbols.append(id)
-        }
-        // Greedy lowest-rank merging. Fragments are short, so a linear scan per merge is fine.
-        while symbols.count > 1 {
-            var bestRank = Int32.max, bestAt = -1, bestId: Int32 = 0
-            for k in 0..<(symbols.count - 1) {
-                let a = symbols[k], b = symbols[k + 1]
-                if a < 0 || b < 0 { continue }
-                let key = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
-                if let m = merges[key], m.rank < bestRank {
-                    bestRank = m.rank
-                    bestAt = k
-                    bestId = m.id
-                }
-            }
-            if bestAt < 0 { break }
-            symbols[bestAt] = bestId
-            symbols.remove(at: bestAt + 1)
-        }
-        for s in symbols where s >= 0 { out.append(s) }
+        var merger = BPEMerger(merges: merges)
+        out += merger.merge(bytes.map { byteToken[Int($0)] })
+    }
+
+    /// The merge table and a fragment's initial symbols, for the tests' reference merger.
+    var mergeTable: [UInt64: (rank: Int32, id: Int32)] { merges }
+    func byteSymbols(_ text: String) -> [Int32] { text.utf8.map { byteToken[Int($0)] } }
+
+    /// Heap steps of merging `text`'s bytes as one fragment (no pre-tokenizer, no vocabulary
+    /// shortcut): a count, for the tests that check BPE stays O(n log n).
+    func mergeSteps(_ text: String) -> Int {
+        var merger = BPEMerger(merges: merges)
+        _ = merger.merge(text.utf8.map { byteToken[Int($0)] })
+        return merger.steps
     }
 
     /// Bytes a token decodes to; CONTROL tokens decode to nothing unless `special`.
