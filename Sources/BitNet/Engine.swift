@@ -241,6 +241,13 @@ public final class Engine: @unchecked Sendable {
         let elapsed = monotonicMs() - t0
         for (i, p) in plans {
             guard let scores = scored[i] else { continue }
+            // A corrupt model (NaN or Inf in a weight the load checks cannot scan, such as the
+            // embedding) must not yield a decision: the caller answers `inference_failed`.
+            if let bad = scores.firstIndex(where: { !$0.isFinite }) {
+                results[i] = .failure(RequestError(
+                    "the model produced a non-finite score (\(scores[bad])) for label '\(p.labels[bad])'; the model file is probably corrupt"))
+                continue
+            }
             let mx = scores.max()!
             let ex = scores.map { exp($0 - mx) }
             let z = ex.reduce(0, +)
@@ -411,6 +418,9 @@ public final class Engine: @unchecked Sendable {
         var generated = 0
         var reason = StopReason.maxTokens
         loop: while generated < options.maxTokens {
+            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+                throw RequestError("the model produced a non-finite logit (\(logits[bad]) for token \(bad)); the model file is probably corrupt")
+            }
             let next = sampler.sample(logits, history: history)
             generated += 1
             if options.stopAtEOG && tokenizer.endOfGeneration.contains(next) {

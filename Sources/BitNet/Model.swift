@@ -77,10 +77,17 @@ public final class BitNetModel: @unchecked Sendable {
         self.file = file
         let path = file.path
         func fail(_ m: String) -> ModelError { ModelError(path: path, m) }
+        // Errors about one metadata record or tensor carry its byte offset (README: "model errors").
+        func fail(key: String, _ m: String) -> ModelError {
+            ModelError(path: path, offset: file.keyOffsets[key], subject: key, m)
+        }
+        func fail(tensor t: GGUFTensorInfo, at offset: Int? = nil, _ m: String) -> ModelError {
+            ModelError(path: path, offset: offset ?? t.infoOffset, subject: t.name, m)
+        }
 
         guard let arch = file.architecture else { throw fail("missing general.architecture") }
         guard Self.supportedArchitectures.contains(arch) else {
-            throw fail("architecture '\(arch)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
+            throw fail(key: "general.architecture", "architecture '\(arch)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
         func int(_ suffix: String, default def: Int? = nil) throws -> Int {
             let key = arch + "." + suffix
@@ -88,13 +95,13 @@ public final class BitNetModel: @unchecked Sendable {
                 if let def { return def }
                 throw fail("missing metadata key \(key)")
             }
-            guard let i = v.integer, i > 0, i < (1 << 31) else { throw fail("\(key) must be a positive integer, got \(v.summary)") }
+            guard let i = v.integer, i > 0, i < (1 << 31) else { throw fail(key: key, "\(key) must be a positive integer, got \(v.summary)") }
             return Int(i)
         }
         func float(_ suffix: String, default def: Float) throws -> Float {
             let key = arch + "." + suffix
             guard let v = file.metadata[key] else { return def }
-            guard let f = v.float, f.isFinite, f > 0 else { throw fail("\(key) must be a positive number, got \(v.summary)") }
+            guard let f = v.float, f.isFinite, f > 0 else { throw fail(key: key, "\(key) must be a positive number, got \(v.summary)") }
             return Float(f)
         }
         let embd = try int("embedding_length")
@@ -102,12 +109,12 @@ public final class BitNetModel: @unchecked Sendable {
         let ff = try int("feed_forward_length")
         let heads = try int("attention.head_count")
         let kvHeads = try int("attention.head_count_kv", default: heads)
-        guard embd % heads == 0 else { throw fail("embedding_length \(embd) is not a multiple of head_count \(heads)") }
-        guard heads % kvHeads == 0 else { throw fail("head_count \(heads) is not a multiple of head_count_kv \(kvHeads)") }
+        guard embd % heads == 0 else { throw fail(key: arch + ".attention.head_count", "embedding_length \(embd) is not a multiple of head_count \(heads)") }
+        guard heads % kvHeads == 0 else { throw fail(key: arch + ".attention.head_count_kv", "head_count \(heads) is not a multiple of head_count_kv \(kvHeads)") }
         let headDim = try int("attention.key_length", default: embd / heads)
-        guard headDim * heads == embd else { throw fail("key_length \(headDim) × heads \(heads) ≠ embedding \(embd)") }
+        guard headDim * heads == embd else { throw fail(key: arch + ".attention.key_length", "key_length \(headDim) × heads \(heads) ≠ embedding \(embd)") }
         let ropeDims = try int("rope.dimension_count", default: headDim)
-        guard ropeDims % 2 == 0, ropeDims <= headDim else { throw fail("rope.dimension_count \(ropeDims) must be even and ≤ head size \(headDim)") }
+        guard ropeDims % 2 == 0, ropeDims <= headDim else { throw fail(key: arch + ".rope.dimension_count", "rope.dimension_count \(ropeDims) must be even and ≤ head size \(headDim)") }
         let ctx = try int("context_length", default: 4096)
         let base = try float("rope.freq_base", default: 10000)
         let eps = try float("attention.layer_norm_rms_epsilon", default: 1e-5)
@@ -117,7 +124,7 @@ public final class BitNetModel: @unchecked Sendable {
             activation = .silu
             if let v = file.metadata["bitnet.hidden_activation"] {
                 guard let s = v.string, let a = FFNActivation(rawValue: s.lowercased()) else {
-                    throw fail("bitnet.hidden_activation \(v.summary) is not one of relu2, silu")
+                    throw fail(key: "bitnet.hidden_activation", "bitnet.hidden_activation \(v.summary) is not one of relu2, silu")
                 }
                 activation = a
             }
@@ -130,28 +137,43 @@ public final class BitNetModel: @unchecked Sendable {
         func norm(_ name: String, _ width: Int) throws -> UnsafePointer<Float> {
             let t = try tensor(name)
             guard t.type == .f32, t.dims == [width] else {
-                throw fail("tensor \(name) must be F32 [\(width)], is \(t.type.name) \(t.dims)")
+                throw fail(tensor: t, "tensor \(name) must be F32 [\(width)], is \(t.type.name) \(t.dims)")
             }
-            return file.data(of: t).assumingMemoryBound(to: Float.self)
+            let values = file.data(of: t).assumingMemoryBound(to: Float.self)
+            try finite(t, values, width)
+            return values
+        }
+        /// Norms and scales are small: a NaN or Inf there poisons every output, so it is refused at
+        /// load (with the element's byte offset) instead of surfacing as a NaN decision.
+        func finite(_ t: GGUFTensorInfo, _ values: UnsafePointer<Float>, _ count: Int) throws {
+            for i in 0..<count where !values[i].isFinite {
+                throw fail(tensor: t, at: file.dataStart + t.offset + 4 * i,
+                           "tensor \(t.name) holds a non-finite value (\(values[i])) at element \(i)")
+            }
         }
         func matrix(_ name: String, cols: Int, rows: Int, ternary: Bool) throws -> WeightMatrix {
             let t = try tensor(name)
             guard t.dims.count == 2, t.dims[0] == cols, t.dims[1] == rows else {
-                throw fail("tensor \(name) has shape \(t.dims), expected [\(cols), \(rows)]")
+                throw fail(tensor: t, "tensor \(name) has shape \(t.dims), expected [\(cols), \(rows)]")
             }
             if ternary && !t.type.isTernary {
-                throw fail("tensor \(name) is \(t.type.name); this engine runs ternary layers in I2_S, TQ1_0 or TQ2_0")
+                throw fail(tensor: t, "tensor \(name) is \(t.type.name); this engine runs ternary layers in I2_S, TQ1_0 or TQ2_0")
             }
             var alpha: Float = 1
             if t.type == .i2_s {
                 alpha = file.data(of: t).loadUnaligned(fromByteOffset: rows * cols / 4, as: Float.self)
-                guard alpha.isFinite, alpha >= 0 else { throw fail("tensor \(name) has an invalid I2_S scale \(alpha)") }
+                guard alpha.isFinite, alpha >= 0 else {
+                    throw fail(tensor: t, at: file.dataStart + t.offset + rows * cols / 4, "tensor \(name) has an invalid I2_S scale \(alpha)")
+                }
             }
             var scale: Float = 1
             let scaleName = name.hasSuffix(".weight") ? String(name.dropLast(7)) + ".scale" : name + ".scale"
             if let s = file.tensor(named: scaleName) {
-                guard s.type == .f32, s.elementCount == 1 else { throw fail("tensor \(scaleName) must be a single F32") }
+                guard s.type == .f32, s.elementCount == 1 else { throw fail(tensor: s, "tensor \(scaleName) must be a single F32") }
                 scale = file.data(of: s).loadUnaligned(as: Float.self)
+                guard scale.isFinite else {
+                    throw fail(tensor: s, at: file.dataStart + s.offset, "tensor \(scaleName) holds a non-finite value (\(scale))")
+                }
             }
             return WeightMatrix(name: name, type: t.type, rows: rows, columns: cols, data: file.data(of: t),
                                 alpha: alpha, scale: scale)
@@ -159,24 +181,24 @@ public final class BitNetModel: @unchecked Sendable {
 
         let embT = try tensor("token_embd.weight")
         guard embT.dims.count == 2, embT.dims[0] == embd else {
-            throw fail("token_embd.weight has shape \(embT.dims), expected [\(embd), vocab]")
+            throw fail(tensor: embT, "token_embd.weight has shape \(embT.dims), expected [\(embd), vocab]")
         }
         let vocab = embT.dims[1]
         if let tokens = file.metadata["tokenizer.ggml.tokens"]?.array, tokens.count != vocab {
-            throw fail("tokenizer has \(tokens.count) tokens but token_embd.weight has \(vocab) rows")
+            throw fail(key: "tokenizer.ggml.tokens", "tokenizer has \(tokens.count) tokens but token_embd.weight has \(vocab) rows")
         }
         if let v = file.metadata[arch + ".vocab_size"]?.integer, Int(v) != vocab {
-            throw fail("\(arch).vocab_size \(v) ≠ token_embd.weight rows \(vocab)")
+            throw fail(key: arch + ".vocab_size", "\(arch).vocab_size \(v) ≠ token_embd.weight rows \(vocab)")
         }
         let supportedEmbedding: Set<GGMLType> = [.f32, .f16, .bf16, .q8_0, .q6_K]
         guard supportedEmbedding.contains(embT.type) else {
-            throw fail("token_embd.weight type \(embT.type.name) is not supported (F32, F16, BF16, Q8_0, Q6_K)")
+            throw fail(tensor: embT, "token_embd.weight type \(embT.type.name) is not supported (F32, F16, BF16, Q8_0, Q6_K)")
         }
         tokenEmbedding = WeightMatrix(name: embT.name, type: embT.type, rows: vocab, columns: embd,
                                       data: file.data(of: embT), alpha: 1, scale: 1)
         if let outT = file.tensor(named: "output.weight") {
             guard outT.dims == [embd, vocab], supportedEmbedding.contains(outT.type) else {
-                throw fail("output.weight must be [\(embd), \(vocab)] in F32/F16/BF16/Q8_0/Q6_K, is \(outT.type.name) \(outT.dims)")
+                throw fail(tensor: outT, "output.weight must be [\(embd), \(vocab)] in F32/F16/BF16/Q8_0/Q6_K, is \(outT.type.name) \(outT.dims)")
             }
             output = WeightMatrix(name: outT.name, type: outT.type, rows: vocab, columns: embd,
                                   data: file.data(of: outT), alpha: 1, scale: 1)

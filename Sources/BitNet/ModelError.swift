@@ -5,13 +5,25 @@ import GGUF
 public struct ModelError: Error, CustomStringConvertible, Sendable {
     public var path: String
     public var message: String
+    /// Absolute byte offset in the file of the metadata record or tensor involved, when there is one.
+    public var offset: Int?
+    /// The metadata key or tensor name involved, when there is one.
+    public var subject: String?
 
-    public init(path: String, _ message: String) {
+    public init(path: String, offset: Int? = nil, subject: String? = nil, _ message: String) {
         self.path = path
+        self.offset = offset
+        self.subject = subject
         self.message = message
     }
 
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+    /// `PATH: byte N (subject): message`, like the GGUF reader's errors, when the offset is known.
+    public var description: String {
+        var s = path
+        if let offset { s += (s.isEmpty ? "" : ": ") + "byte \(offset)" }
+        if let subject, offset != nil { s += " (\(subject))" }
+        return s.isEmpty ? message : s + ": " + message
+    }
 }
 
 /// A request the engine refuses (empty prompt, context full, unknown label tokens, …).

@@ -279,6 +279,10 @@ public final class DaemonCore: @unchecked Sendable {
 
     private func finishDecide(_ job: Job, _ r: DecideResult) {
         let route = job.route
+        guard r.probabilities.allSatisfy({ $0.isFinite }) else {
+            fail(job, BadInput("inference_failed", "the model produced non-finite probabilities \(r.probabilities); the model file is probably corrupt"))
+            return
+        }
         let top = r.probabilities[r.best]
         let label = top >= route.minConfidence ? r.labels[r.best] : "unsure"
         let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6

@@ -41,6 +41,8 @@ public final class GGUFFile: @unchecked Sendable {
     /// Metadata in file order.
     public let keys: [String]
     public let metadata: [String: GGUFValue]
+    /// Absolute byte offset of each metadata record (its key), for error messages.
+    public let keyOffsets: [String: Int]
     /// Tensors in file order.
     public let tensors: [GGUFTensorInfo]
     public let alignment: Int
@@ -86,6 +88,7 @@ public final class GGUFFile: @unchecked Sendable {
             self.version = parsed.version
             self.keys = parsed.keys
             self.metadata = parsed.metadata
+            self.keyOffsets = parsed.keyOffsets
             self.tensors = parsed.tensors
             self.alignment = parsed.alignment
             self.dataStart = parsed.dataStart
@@ -134,6 +137,7 @@ private struct Parsed {
     var version: UInt32
     var keys: [String]
     var metadata: [String: GGUFValue]
+    var keyOffsets: [String: Int]
     var tensors: [GGUFTensorInfo]
     var alignment: Int
     var dataStart: Int
@@ -227,6 +231,7 @@ private struct Parser {
 
         var keys: [String] = []
         var metadata: [String: GGUFValue] = [:]
+        var keyOffsets: [String: Int] = [:]
         for _ in 0..<Int(nKV64) {
             let keyOffset = pos
             let key = try readString("metadata key")
@@ -241,6 +246,7 @@ private struct Parser {
             let value = try readValue(type, key: key, typeOffset: typeOffset)
             keys.append(key)
             metadata[key] = value
+            keyOffsets[key] = keyOffset
         }
 
         var alignment = 32
@@ -347,7 +353,7 @@ private struct Parser {
             throw fail(.overlappingTensors, at: t.infoOffset, t.name,
                        "data overlaps tensor '\(tensors[ranges[k - 1].2].name)'")
         }
-        return Parsed(version: version, keys: keys, metadata: metadata, tensors: tensors,
+        return Parsed(version: version, keys: keys, metadata: metadata, keyOffsets: keyOffsets, tensors: tensors,
                       alignment: alignment, dataStart: dataStart)
     }
 

@@ -121,6 +121,8 @@ func makeModel(_ dir: TempDir, _ name: String = "m.gguf", configure: (inout Mode
             _ = try BitNetModel(path: path)
         } catch {
             #expect("\(error)".contains("head_count"))
+            let offset = try #require(try GGUFFile(path: path).keyOffsets["bitnet-b1.58.attention.head_count"])
+            #expect("\(error)".contains("byte \(offset) (bitnet-b1.58.attention.head_count)"), "\(error)")
         }
     }
 
@@ -334,6 +336,57 @@ private extension Double {
         #expect(diff < 0.02 * maxAbs, "max |Δ| \(diff) vs max |logit| \(maxAbs)")
         #expect(throws: RequestError.self) {
             try Engine(modelPath: path, options: EngineOptions(lmHead: "q4"))
+        }
+    }
+}
+
+/// Hardening: NaN/Inf in a model never turns into a decision.
+@Suite struct NonFiniteModelTests {
+    @Test func aNonFiniteNormIsRefusedAtLoadWithItsOffset() throws {
+        let dir = TempDir("nan")
+        defer { dir.remove() }
+        for (name, value) in [("blk.1.ffn_sub_norm.weight", Float.nan), ("output_norm.weight", Float.infinity)] {
+            let path = try makeModel(dir)
+            let f = try GGUFFile(path: path)
+            let t = try #require(f.tensor(named: name))
+            let at = f.dataStart + t.offset + 4 * 7
+            var bytes = readBytes(path)
+            store(value.bitPattern, at: at, in: &bytes)
+            writeBytes(bytes, to: path)
+            do {
+                _ = try BitNetModel(path: path)
+                Issue.record("\(name) with \(value) loaded")
+            } catch {
+                let text = "\(error)"
+                #expect(text.contains("byte \(at) (\(name))"), "\(text)")
+                #expect(text.contains("non-finite"), "\(text)")
+            }
+        }
+    }
+
+    @Test func aNaNEmbeddingFailsTheRequestInsteadOfDeciding() throws {
+        let dir = TempDir("nan")
+        defer { dir.remove() }
+        let path = try makeModel(dir)
+        let f = try GGUFFile(path: path)
+        let t = try #require(f.tensor(named: "token_embd.weight"))
+        #expect(t.type == .f16)
+        var bytes = readBytes(path)
+        for i in 0..<t.elementCount { store(UInt16(0x7E00), at: f.dataStart + t.offset + 2 * i, in: &bytes) }  // F16 NaN
+        writeBytes(bytes, to: path)
+        let engine = try Engine(modelPath: path, options: EngineOptions(threads: 1, contextLength: 128))
+        for attempt in 0..<2 {
+            do {
+                if attempt == 0 {
+                    _ = try engine.decide(prompt: "a b c", labels: ["yes", "no"])
+                } else {
+                    _ = try engine.generate(prompt: "a b c", options: GenerateOptions()) { _ in true }
+                }
+                Issue.record("attempt \(attempt): a NaN model produced a result")
+            } catch {
+                #expect(error is RequestError)
+                #expect("\(error)".contains("non-finite"), "\(error)")
+            }
         }
     }
 }

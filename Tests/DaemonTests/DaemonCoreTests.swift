@@ -117,6 +117,19 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         core.finishShutdown()
     }
 
+    @Test func nonFiniteProbabilitiesAreAnInferenceFailureNotADecision() throws {
+        let t = RecordingTransport()
+        let core = DaemonCore(config: try testConfig(), backend: FakeBackend(probabilities: [.nan, 0.3]), transport: t)
+        core.startWorker()
+        core.handle(message("sensors/attic/t", #"{"t":31.5}"#))
+        let sent = t.wait(for: 1)
+        #expect(sent.first?.topic == "bitnetd/error")
+        #expect(sent.first?.json["error"] == "inference_failed")
+        #expect(!t.all.contains { $0.topic == "bitnetd/decision/d" })
+        core.beginShutdown(drainTimeoutS: 1)
+        core.finishShutdown()
+    }
+
     @Test func reloadDropsThePrefixCacheBeforeTheNextJob() throws {
         let t = RecordingTransport()
         let backend = FakeBackend()
