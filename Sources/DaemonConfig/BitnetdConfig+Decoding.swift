@@ -219,6 +219,9 @@ extension BitnetdConfig {
             return nil
         }
         let name = r.string("name", required: true) ?? "route\(path)"
+        if r.has("name"), let problem = routeNameProblem(name) {
+            context.error(r.markOf("name"), r.keyPath("name"), problem)
+        }
         let topic = r.string("topic", required: true) ?? "#"
         if r.has("topic"), let problem = topicFilterProblem(topic) {
             context.error(r.markOf("topic"), r.keyPath("topic"), problem)
@@ -321,7 +324,7 @@ extension BitnetdConfig {
             }
         }
         let errorTopic = r.string("error_topic", default: mqtt.errorTopic)
-        if let problem = topicNameProblem(errorTopic) {
+        if r.has("error_topic"), let problem = topicNameProblem(errorTopic) {  // the default is checked with topic_prefix
             context.error(r.markOf("error_topic"), r.keyPath("error_topic"), problem)
         }
 

@@ -212,9 +212,25 @@ public func topicFilterProblem(_ filter: String) -> String? {
     return nil
 }
 
-/// Checks a topic to publish to: no wildcards.
+/// Checks a topic to publish to (docs/daemon.md "Topic safety"): not empty, no wildcards, no NUL,
+/// at most 65,535 bytes, and a first level that is neither empty nor a `$` topic (`$SYS/…`,
+/// `$share/…` belong to the broker).
 public func topicNameProblem(_ topic: String) -> String? {
     if topic.isEmpty { return "a topic cannot be empty" }
-    if topic.contains("+") || topic.contains("#") { return "a topic to publish to cannot contain '+' or '#'" }
+    let u = topic.utf8
+    if u.contains(UInt8(ascii: "+")) || u.contains(UInt8(ascii: "#")) { return "a topic to publish to cannot contain '+' or '#'" }
+    if u.contains(0) { return "a topic cannot contain NUL" }
+    if u.count > 65_535 { return "a topic is at most 65535 bytes, got \(u.count)" }
+    if u.first == UInt8(ascii: "/") { return "a topic's first level cannot be empty (it starts with '/')" }
+    if u.first == UInt8(ascii: "$") { return "a topic's first level cannot start with '$' (reserved for the broker)" }
     return nil
+}
+
+/// Route names become one topic level (`<prefix>/decision/<name>`, Home Assistant ids), so they
+/// are limited to `^[A-Za-z0-9_-]{1,64}$`.
+public func routeNameProblem(_ name: String) -> String? {
+    let ok = !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy {
+        ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+    }
+    return ok ? nil : "a route name is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (it becomes a topic level), got '\(name)'"
 }

@@ -18,7 +18,14 @@ public enum ConfigLoader {
         // After a syntax error the tree is incomplete; decoding it would report phantom problems.
         var syntaxError = false
         for file in files {
-            let text = try readTextFile(file)
+            let text: String
+            switch try readTextFile(file) {
+            case .success(let t): text = t
+            case .failure(let e):
+                errors.append(e)
+                syntaxError = true
+                continue
+            }
             // Swift 6.3's optimizer crashes on a typed catch that assigns a destructured tuple
             // (SIL ownership verifier, release builds); a Result sidesteps it.
             let result = Result { try YAMLParser.parse(text, file: file, environment: environment) }
@@ -70,8 +77,10 @@ public enum ConfigLoader {
     /// Merges `b` over `a`.
     static func merge(_ a: YAMLNode, _ b: YAMLNode, path: String) -> YAMLNode {
         guard case .mapping(var entries) = a.content, case .mapping(let over) = b.content else { return b }
+        var index: [String: Int] = [:]
+        for (i, e) in entries.enumerated() where index[e.key] == nil { index[e.key] = i }
         for entry in over {
-            if let i = entries.firstIndex(where: { $0.key == entry.key }) {
+            if let i = index[entry.key] {
                 let old = entries[i].value
                 if path.isEmpty, entry.key == "routes" || entry.key == "plugins",
                    case .sequence(let x) = old.content, case .sequence(let y) = entry.value.content {
@@ -82,14 +91,16 @@ public enum ConfigLoader {
                     entries[i] = entry
                 }
             } else {
+                index[entry.key] = entries.count
                 entries.append(entry)
             }
         }
         return YAMLNode(.mapping(entries), mark: a.mark)
     }
 
-    /// Reads a whole file as UTF-8 text.
-    public static func readTextFile(_ path: String) throws(ConfigUnreadable) -> String {
+    /// Reads a whole file as UTF-8 text; text that is not UTF-8 is a config error at the line and
+    /// column (in characters, as libyaml counts them) of the first invalid byte.
+    public static func readTextFile(_ path: String) throws(ConfigUnreadable) -> Result<String, ConfigError> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
@@ -111,9 +122,24 @@ public enum ConfigLoader {
                 throw ConfigUnreadable(path: path, errno: EFBIG, reason: "file is larger than 16 MiB")
             }
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw ConfigUnreadable(path: path, errno: EILSEQ, reason: "file is not valid UTF-8")
+        if let text = String(validating: bytes, as: UTF8.self) { return .success(text) }
+        let (offset, line, column) = firstInvalidUTF8(bytes)
+        return .failure(ConfigError(Mark(file: path, line: line, column: column), "",
+                                    "the file is not valid UTF-8 (byte 0x\(String(bytes[offset], radix: 16, uppercase: true)) at offset \(offset))"))
+    }
+
+    /// Offset, 1-based line and column (in characters) of the first byte that is not valid UTF-8.
+    static func firstInvalidUTF8(_ b: [UInt8]) -> (Int, Int, Int) {
+        var i = 0, line = 1, column = 1
+        while i < b.count {
+            let c = b[i]
+            let n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0
+            guard n > 0, i + n <= b.count, String(validating: b[i..<(i + n)], as: UTF8.self) != nil else {
+                return (i, line, column)
+            }
+            if c == 0x0A { line += 1; column = 1 } else { column += 1 }
+            i += n
         }
-        return text
+        return (max(0, b.count - 1), line, column)
     }
 }

@@ -46,7 +46,9 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
             let name = after[..<close.lowerBound].trimmingSpaces()
             rest = after[close.upperBound...]
             let part: Part
-            if name.isEmpty {
+            if name.utf8.contains(UInt8(ascii: "{")) || name.utf8.contains(UInt8(ascii: "}")) {
+                return .failure(TemplateError(message: "'{{\(name)}}': a placeholder name cannot contain '{' or '}' (unclosed '{{' before it?)"))
+            } else if name.isEmpty {
                 return .failure(TemplateError(message: "empty '{{}}' in template"))
             } else if name == "payload" {
                 part = .payload

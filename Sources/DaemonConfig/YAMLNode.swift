@@ -118,6 +118,7 @@ public enum YAMLParser {
                 defer { yaml_event_delete(&event) }
                 if event.type == YAML_STREAM_END_EVENT { break }
                 builder.handle(&event)
+                if let fatal = builder.fatal { return .failure(ConfigErrors([fatal])) }
             }
             return .success(builder.root ?? YAMLNode(.scalar("", plain: true), mark: Mark(file: file, line: 1, column: 1)))
         }
@@ -128,19 +129,40 @@ public enum YAMLParser {
     }
 }
 
+/// Builds the tree in time linear in the document: each open collection is a frame whose arrays
+/// are appended to in place (no copy per item), the key path of a frame is computed once when it
+/// opens, nesting stops at `maxDepth`, and aliases may not expand the tree past `maxNodes`.
 private struct TreeBuilder {
-    enum Frame {
-        case sequence([YAMLNode], Mark, anchor: String?)
-        case mapping([YAMLEntry], Mark, pendingKey: (String, Mark)?, seen: [String: Mark], anchor: String?)
+    /// Collections nested deeper than this are refused (a deeper config is an attack, not a config).
+    static let maxDepth = 64
+    /// Nodes the tree may hold once aliases are expanded ("billion laughs" guard).
+    static let maxNodes = 1_000_000
+
+    struct Frame {
+        var isMapping: Bool
+        var start: Mark
+        var anchor: String?
+        /// Key path of this collection (for error messages of its children).
+        var path: String
+        /// Nodes counted when this collection opened (its expanded size on close).
+        var nodesAtStart: Int
+        var items: [YAMLNode] = []
+        var entries: [YAMLEntry] = []
+        var pendingKey: (String, Mark)?
+        var seen: [String: Mark] = [:]
     }
 
     let file: String
     let environment: YAMLParser.Environment
     var stack: [Frame] = []
     var root: YAMLNode?
-    var anchors: [String: YAMLNode] = [:]
+    var anchors: [String: (node: YAMLNode, size: Int)] = [:]
     var errors: [ConfigError] = []
+    /// An error that stops the build (too deep, too many nodes).
+    var fatal: ConfigError?
     var documents = 0
+    /// Nodes in the tree so far, aliases counted at their expanded size.
+    var nodes = 0
 
     init(file: String, environment: @escaping YAMLParser.Environment) {
         self.file = file
@@ -149,6 +171,23 @@ private struct TreeBuilder {
 
     func mark(_ m: yaml_mark_t) -> Mark {
         Mark(file: file, line: Int(m.line) + 1, column: Int(m.column) + 1)
+    }
+
+    mutating func count(_ n: Int, at m: Mark) {
+        nodes += n
+        if nodes > Self.maxNodes && fatal == nil {
+            fatal = ConfigError(m, "", "the document expands to more than \(Self.maxNodes) nodes (aliases)")
+        }
+    }
+
+    mutating func open(_ isMapping: Bool, _ m: Mark, anchor: String?) {
+        if stack.count >= Self.maxDepth {
+            if fatal == nil { fatal = ConfigError(m, "", "nesting deeper than \(Self.maxDepth) levels") }
+            return
+        }
+        let path = currentPath()
+        count(1, at: m)
+        stack.append(Frame(isMapping: isMapping, start: m, anchor: anchor, path: path, nodesAtStart: nodes))
     }
 
     mutating func handle(_ event: inout yaml_event_t) {
@@ -163,86 +202,73 @@ private struct TreeBuilder {
             let s = event.data.scalar
             let raw = String(decoding: UnsafeBufferPointer(start: s.value, count: Int(s.length)), as: UTF8.self)
             let plain = s.style == YAML_PLAIN_SCALAR_STYLE
-            let value = substitute(raw, mark: m, path: currentPath())
+            let value = raw.utf8.contains(UInt8(ascii: "$")) ? substitute(raw, mark: m, path: currentPath()) : raw
             let node = YAMLNode(.scalar(value, plain: plain), mark: m)
-            if let a = s.anchor { anchors[String(cString: a)] = node }
+            if let a = s.anchor { anchors[String(cString: a)] = (node, 1) }
+            count(1, at: m)
             add(node)
         case YAML_ALIAS_EVENT:
             let name = String(cString: event.data.alias.anchor)
-            if var node = anchors[name] {
+            if var (node, size) = anchors[name] {
                 node.mark = m
+                count(size, at: m)
                 add(node)
             } else {
                 errors.append(ConfigError(m, "", "unknown alias '*\(name)'"))
+                count(1, at: m)
                 add(YAMLNode(.scalar("", plain: true), mark: m))
             }
         case YAML_SEQUENCE_START_EVENT:
-            let anchor = event.data.sequence_start.anchor.map { String(cString: $0) }
-            stack.append(.sequence([], m, anchor: anchor))
+            open(false, m, anchor: event.data.sequence_start.anchor.map { String(cString: $0) })
         case YAML_MAPPING_START_EVENT:
-            let anchor = event.data.mapping_start.anchor.map { String(cString: $0) }
-            stack.append(.mapping([], m, pendingKey: nil, seen: [:], anchor: anchor))
+            open(true, m, anchor: event.data.mapping_start.anchor.map { String(cString: $0) })
         case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
             guard let frame = stack.popLast() else { return }
-            switch frame {
-            case .sequence(let items, let start, let anchor):
-                let node = YAMLNode(.sequence(items), mark: start)
-                if let anchor { anchors[anchor] = node }
-                add(node)
-            case .mapping(let entries, let start, _, _, let anchor):
-                let node = YAMLNode(.mapping(entries), mark: start)
-                if let anchor { anchors[anchor] = node }
-                add(node)
-            }
+            let node = YAMLNode(frame.isMapping ? .mapping(frame.entries) : .sequence(frame.items), mark: frame.start)
+            if let anchor = frame.anchor { anchors[anchor] = (node, nodes - frame.nodesAtStart + 1) }
+            add(node)
         default:
             break
         }
     }
 
     mutating func add(_ node: YAMLNode) {
-        guard let top = stack.popLast() else {
+        guard !stack.isEmpty else {
             if root == nil { root = node }
             return
         }
-        switch top {
-        case .sequence(var items, let m, let anchor):
-            items.append(node)
-            stack.append(.sequence(items, m, anchor: anchor))
-        case .mapping(var entries, let m, let pending, var seen, let anchor):
-            if let (key, keyMark) = pending {
-                if let first = seen[key] {
-                    errors.append(ConfigError(keyMark, joinPath(currentPath(), key), "duplicate key '\(key)' (first defined at \(first.line):\(first.column))"))
-                    // Keep the first definition so the reported value matches what a reader sees first.
-                } else {
-                    seen[key] = keyMark
-                    entries.append(YAMLEntry(key: key, keyMark: keyMark, value: node))
-                }
-                stack.append(.mapping(entries, m, pendingKey: nil, seen: seen, anchor: anchor))
+        let top = stack.count - 1
+        if !stack[top].isMapping {
+            stack[top].items.append(node)
+            return
+        }
+        if let (key, keyMark) = stack[top].pendingKey {
+            stack[top].pendingKey = nil
+            if let first = stack[top].seen[key] {
+                errors.append(ConfigError(keyMark, joinPath(stack[top].path, key), "duplicate key '\(key)' (first defined at \(first.line):\(first.column))"))
+                // Keep the first definition so the reported value matches what a reader sees first.
             } else {
-                let key: String
-                if case .scalar(let s, _) = node.content {
-                    key = s
-                } else {
-                    errors.append(ConfigError(node.mark, "", "mapping keys must be plain strings, got \(node.kindDescription)"))
-                    key = "\u{0}invalid-key-\(node.mark.line)-\(node.mark.column)"
-                }
-                stack.append(.mapping(entries, m, pendingKey: (key, node.mark), seen: seen, anchor: anchor))
+                stack[top].seen[key] = keyMark
+                stack[top].entries.append(YAMLEntry(key: key, keyMark: keyMark, value: node))
             }
+        } else {
+            let key: String
+            if case .scalar(let s, _) = node.content {
+                key = s
+            } else {
+                errors.append(ConfigError(node.mark, "", "mapping keys must be plain strings, got \(node.kindDescription)"))
+                key = "\u{0}invalid-key-\(node.mark.line)-\(node.mark.column)"
+            }
+            stack[top].pendingKey = (key, node.mark)
         }
     }
 
     /// The key path of the node about to be added (a mapping value or a list item).
     func currentPath() -> String {
-        var path = ""
-        for frame in stack {
-            switch frame {
-            case .sequence(let items, _, _):
-                path += "[\(items.count)]"
-            case .mapping(_, _, let pending, _, _):
-                if let (key, _) = pending { path = joinPath(path, key) }
-            }
-        }
-        return path
+        guard let top = stack.last else { return "" }
+        if !top.isMapping { return top.path + "[\(top.items.count)]" }
+        if let (key, _) = top.pendingKey { return joinPath(top.path, key) }
+        return top.path
     }
 
     /// `${NAME}` → the variable (an error if unset), `${NAME:-default}` → the variable if set and
@@ -259,9 +285,14 @@ private struct TreeBuilder {
                 chars = after.dropFirst(2)
                 continue
             }
-            guard after.hasPrefix("{"), let close = after.firstIndex(of: "}") else {
+            guard after.hasPrefix("{") else {
                 out += "$"
                 chars = after
+                continue
+            }
+            guard let close = after.firstIndex(of: "}") else {
+                errors.append(ConfigError(mark, path, "unterminated environment reference '$\(after.prefix(40))' (write ${NAME}, or $${ for a literal '${')"))
+                chars = ""
                 continue
             }
             let inner = after[after.index(after: after.startIndex)..<close]

@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func everyKeyIsDocumented() throws {
-        let text = try ConfigLoader.readTextFile(Self.path)
+        let text = try ConfigLoader.readTextFile(Self.path).get()
         for (section, keys) in BitnetdConfig.schemaKeys {
             for key in keys {
                 let written = text.contains("\(key):") || text.contains("  \(key) ")
