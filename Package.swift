@@ -43,17 +43,18 @@ let package = Package(
         .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels"]),
 
         // MARK: Daemon
+        .target(name: "ConfigTree"),
         .target(name: "Mosquitto", dependencies: ["CMosquitto"]),
-        .target(name: "DaemonConfig", dependencies: ["CYAML"]),
-        .target(name: "SensorPlugins"),
+        .target(name: "DaemonConfig", dependencies: ["CYAML", "ConfigTree"]),
+        .target(name: "SensorPlugins", dependencies: ["ConfigTree"]),
         .target(
             name: "Daemon",
-            dependencies: ["DaemonConfig", "Mosquitto", "SensorPlugins", "BuiltinPlugins", "BitNet", "GGUF"]
+            dependencies: ["ConfigTree", "DaemonConfig", "Mosquitto", "SensorPlugins", "BuiltinPlugins", "BitNet", "GGUF"]
         ),
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "GGUF", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "GGUF", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,8 +64,9 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["CTernaryKernels"]),
         .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
-        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "DaemonConfig", "Mosquitto", "TestSupport"]),
+        .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
+        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "ConfigTree", "DaemonConfig", "Mosquitto", "TestSupport"]),
     ]
 )
 
@@ -77,14 +79,14 @@ let sensorPlugins: [(id: String, module: String)] = [
     ("system", "PluginSystem"),
 ]
 for p in sensorPlugins {
-    package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins"], path: "plugins/\(p.id)/Sources"))
+    package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins", "ConfigTree"], path: "plugins/\(p.id)/Sources"))
     package.targets.append(.testTarget(
-        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "PluginTestSupport"],
+        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "ConfigTree", "PluginTestSupport"],
         path: "plugins/\(p.id)/Tests", exclude: ["Fixtures"]))
 }
 package.targets += [
     .target(name: "BuiltinPlugins", dependencies: ["SensorPlugins"] + sensorPlugins.map { .target(name: $0.module) },
             path: "plugins/all"),
-    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "DaemonConfig", "Daemon"], path: "Tests/PluginTestSupport"),
-    .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "BuiltinPlugins", "PluginTestSupport", "DaemonConfig"]),
+    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "ConfigTree", "DaemonConfig"], path: "Tests/PluginTestSupport"),
+    .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "ConfigTree", "BuiltinPlugins", "PluginTestSupport", "DaemonConfig"]),
 ]

@@ -1,4 +1,5 @@
 import BitNet
+import ConfigTree
 import DaemonConfig
 import Glibc
 import Mosquitto

@@ -1,35 +1,18 @@
 import BuiltinPlugins
+import ConfigTree
 import DaemonConfig
 import SensorPlugins
 import Synchronization
-
-extension PluginNode {
-    /// Converts the config module's opaque node (what `DaemonConfig.PluginConfig.node` holds).
-    /// The bridge lives here, in the composition root: neither SensorPlugins nor DaemonConfig may
-    /// import the other. The plugin test targets use it too.
-    public init(_ n: YAMLNode) {
-        func m(_ m: Mark) -> SourceMark { SourceMark(file: m.file, line: m.line, column: m.column) }
-        switch n.content {
-        case .scalar(let s, let plain): self.init(.scalar(s, plain: plain), mark: m(n.mark))
-        case .sequence(let items): self.init(.sequence(items.map(PluginNode.init)), mark: m(n.mark))
-        case .mapping(let entries):
-            self.init(.mapping(entries.map { .init(key: $0.key, keyMark: m($0.keyMark), value: PluginNode($0.value)) }),
-                      mark: m(n.mark))
-        }
-    }
-}
 
 /// Builds the configured sensor plugins from the built-in registry (DESIGN.md §6).
 public enum PluginSetup {
     /// The plugins of `config.plugins`, or every problem as a `ConfigError`
     /// (`FILE:LINE:COL: plugins[i].key: message`), for `run`, SIGHUP and `check-config`.
     public static func build(_ config: BitnetdConfig) -> Result<[any SensorPlugin], ConfigErrors> {
-        do throws(PluginConfigErrors) {
-            return .success(try BuiltinPlugins.registry.makePlugins(config.plugins.map { PluginNode($0.node) }))
+        do throws(ConfigErrors) {
+            return .success(try BuiltinPlugins.registry.makePlugins(config.plugins.map(\.node)))
         } catch {
-            return .failure(ConfigErrors(error.errors.map {
-                ConfigError(Mark(file: $0.mark.file, line: $0.mark.line, column: $0.mark.column), $0.path, $0.message)
-            }))
+            return .failure(error)
         }
     }
 }

@@ -1,3 +1,4 @@
+import ConfigTree
 import Glibc
 
 extension BitnetdConfig {
@@ -24,8 +25,8 @@ extension BitnetdConfig {
     ]
 
     /// Reads a merged node tree into a typed configuration, collecting every problem.
-    static func decode(_ root: YAMLNode, files: [String], context: ConfigContext) -> BitnetdConfig {
-        let top = MapReader(root, path: "", parentMark: root.mark, known: topKeys, context: context)
+    static func decode(_ root: ConfigNode, files: [String], diagnostics context: ConfigDiagnostics) -> BitnetdConfig {
+        let top = ConfigReader(root, path: "", parentMark: root.mark, known: topKeys, diagnostics: context)
 
         let m = top.map("model", known: schemaKeys["model"]!)
         var sha = m.string("sha256")
@@ -48,7 +49,7 @@ extension BitnetdConfig {
         )
         model.lmHead = m.choice("lm_head", ["file", "q8_0"], default: "file")
 
-        let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), context: context)
+        let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), diagnostics: context)
 
         let q = top.map("queue", known: schemaKeys["queue"]!)
         let queue = QueueConfig(
@@ -69,7 +70,7 @@ extension BitnetdConfig {
             if case .sequence(let items) = n.content {
                 var names: [String: Mark] = [:]
                 for (i, item) in items.enumerated() {
-                    guard let r = decodeRoute(item, path: "routes[\(i)]", mqtt: mqtt, context: context) else { continue }
+                    guard let r = decodeRoute(item, path: "routes[\(i)]", mqtt: mqtt, diagnostics: context) else { continue }
                     if let first = names[r.name] {
                         let at = first.file == r.mark.file ? "\(first.line):\(first.column)" : first.description
                         context.error(r.mark, "routes[\(i)].name", "duplicate route name '\(r.name)' (first at \(at))")
@@ -131,7 +132,7 @@ extension BitnetdConfig {
                              routes: routes, homeAssistant: homeAssistant, plugins: plugins, files: files, fileMarks: marks)
     }
 
-    static func decodeMQTT(_ m: MapReader, context: ConfigContext) -> MQTTConfig {
+    static func decodeMQTT(_ m: ConfigReader, diagnostics context: ConfigDiagnostics) -> MQTTConfig {
         var host = m.string("host", default: "localhost")
         var port = m.int("port", default: 1883, range: 1...65535)
         var tlsFromURL = false
@@ -211,8 +212,8 @@ extension BitnetdConfig {
         "max_tokens", "temperature", "stop", "output", "error_topic", "window", "debounce",
     ]
 
-    static func decodeRoute(_ node: YAMLNode, path: String, mqtt: MQTTConfig, context: ConfigContext) -> RouteConfig? {
-        let r = MapReader(node, path: path, parentMark: node.mark, known: routeKeys, context: context)
+    static func decodeRoute(_ node: ConfigNode, path: String, mqtt: MQTTConfig, diagnostics context: ConfigDiagnostics) -> RouteConfig? {
+        let r = ConfigReader(node, path: path, parentMark: node.mark, known: routeKeys, diagnostics: context)
         guard r.isValid else { return nil }
         if node.isNull {
             context.error(node.mark, path, "expected a route mapping, got null")

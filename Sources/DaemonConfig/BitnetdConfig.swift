@@ -1,3 +1,5 @@
+import ConfigTree
+
 /// The daemon's configuration (`etc/bitnetd.yaml` is the commented reference of every key).
 public struct BitnetdConfig: Sendable, Equatable {
     public var model: ModelConfig
@@ -188,7 +190,7 @@ public struct RouteConfig: Sendable, Equatable {
 
 public struct PluginConfig: Sendable {
     public var id: String
-    public var node: YAMLNode
+    public var node: ConfigNode
 }
 
 extension PluginConfig: Equatable {

@@ -1,3 +1,4 @@
+import ConfigTree
 import Glibc
 
 /// Reads the configuration the way DESIGN.md §8 describes: the main file, then every
@@ -14,7 +15,7 @@ public enum ConfigLoader {
         var files = [path]
         files += confDFiles(beside: path)
         var errors: [ConfigError] = []
-        var merged: YAMLNode?
+        var merged: ConfigNode?
         // After a syntax error the tree is incomplete; decoding it would report phantom problems.
         var syntaxError = false
         for file in files {
@@ -45,10 +46,9 @@ public enum ConfigLoader {
             merged = merged.map { merge($0, root, path: "") } ?? root
         }
         if syntaxError { throw ConfigErrors(errors) }
-        let context = ConfigContext()
-        context.errors = errors
-        let root = merged ?? YAMLNode(.scalar("", plain: true), mark: Mark(file: path, line: 1, column: 1))
-        let config = BitnetdConfig.decode(root, files: files, context: context)
+        let context = ConfigDiagnostics(errors)
+        let root = merged ?? ConfigNode(.scalar("", plain: true), mark: Mark(file: path, line: 1, column: 1))
+        let config = BitnetdConfig.decode(root, files: files, diagnostics: context)
         if !context.errors.isEmpty { throw ConfigErrors(context.errors) }
         return config
     }
@@ -75,7 +75,7 @@ public enum ConfigLoader {
     }
 
     /// Merges `b` over `a`.
-    static func merge(_ a: YAMLNode, _ b: YAMLNode, path: String) -> YAMLNode {
+    static func merge(_ a: ConfigNode, _ b: ConfigNode, path: String) -> ConfigNode {
         guard case .mapping(var entries) = a.content, case .mapping(let over) = b.content else { return b }
         var index: [String: Int] = [:]
         for (i, e) in entries.enumerated() where index[e.key] == nil { index[e.key] = i }
@@ -84,7 +84,7 @@ public enum ConfigLoader {
                 let old = entries[i].value
                 if path.isEmpty, entry.key == "routes" || entry.key == "plugins",
                    case .sequence(let x) = old.content, case .sequence(let y) = entry.value.content {
-                    entries[i].value = YAMLNode(.sequence(x + y), mark: old.mark)
+                    entries[i].value = ConfigNode(.sequence(x + y), mark: old.mark)
                 } else if case .mapping = old.content, case .mapping = entry.value.content {
                     entries[i].value = merge(old, entry.value, path: joinPath(path, entry.key))
                 } else {
@@ -95,7 +95,7 @@ public enum ConfigLoader {
                 entries.append(entry)
             }
         }
-        return YAMLNode(.mapping(entries), mark: a.mark)
+        return ConfigNode(.mapping(entries), mark: a.mark)
     }
 
     /// Reads a whole file as UTF-8 text; text that is not UTF-8 is a config error at the line and
@@ -142,4 +142,13 @@ public enum ConfigLoader {
         }
         return (max(0, b.count - 1), line, column)
     }
+}
+
+/// The configuration file (or a conf.d file) could not be read at all.
+public struct ConfigUnreadable: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var errno: Int32
+    public var reason: String
+
+    public var description: String { "\(path): cannot read: \(reason)" }
 }

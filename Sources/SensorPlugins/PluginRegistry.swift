@@ -1,3 +1,5 @@
+import ConfigTree
+
 /// How to build one kind of plugin from its config section.
 public struct PluginFactory: Sendable {
     /// Registry id, kebab-case, equal to the plugin's folder name under `plugins/`.
@@ -9,10 +11,10 @@ public struct PluginFactory: Sendable {
     public let defaultInterval: Double?
     /// Reads the plugin's own keys from `options` (recording problems there) and returns the
     /// plugin, or nil when the options are unusable. The common keys are already in `settings`.
-    public let make: @Sendable (PluginSettings, PluginOptions) -> (any SensorPlugin)?
+    public let make: @Sendable (PluginSettings, ConfigReader) -> (any SensorPlugin)?
 
     public init(id: String, summary: String, defaultInterval: Double?,
-                make: @escaping @Sendable (PluginSettings, PluginOptions) -> (any SensorPlugin)?) {
+                make: @escaping @Sendable (PluginSettings, ConfigReader) -> (any SensorPlugin)?) {
         precondition(isKebabCase(id), "plugin id '\(id)' is not kebab-case")
         self.id = id
         self.summary = summary
@@ -24,25 +26,9 @@ public struct PluginFactory: Sendable {
 /// The known plugin kinds, and the decoding of `plugins:` entries into configured plugins.
 ///
 /// The explicit list of built-ins is `BuiltinPlugins.registry` (`plugins/all/`, a target that
-/// depends on every plugin target; this module cannot). The daemon calls `makePlugins` at start-up
-/// and on SIGHUP, after converting its opaque `DaemonConfig.YAMLNode`s:
-///
-/// ```swift
-/// extension PluginNode {
-///     init(_ n: YAMLNode) {
-///         func m(_ m: Mark) -> SourceMark { SourceMark(file: m.file, line: m.line, column: m.column) }
-///         switch n.content {
-///         case .scalar(let s, let plain): self.init(.scalar(s, plain: plain), mark: m(n.mark))
-///         case .sequence(let items): self.init(.sequence(items.map(PluginNode.init)), mark: m(n.mark))
-///         case .mapping(let entries):
-///             self.init(.mapping(entries.map { .init(key: $0.key, keyMark: m($0.keyMark), value: PluginNode($0.value)) }),
-///                       mark: m(n.mark))
-///         }
-///     }
-/// }
-/// let plugins = try BuiltinPlugins.registry.makePlugins(config.plugins.map { PluginNode($0.node) })
-/// ```
-/// and turns each `PluginConfigError` into a `ConfigError(mark, path, message)`.
+/// depends on every plugin target; this module cannot). The daemon calls `makePlugins` with the
+/// `plugins:` entries of its configuration tree at start-up and on SIGHUP; every problem comes back
+/// as a `ConfigError` (`FILE:LINE:COL: plugins[i].key: message`), like the rest of the config.
 public struct PluginRegistry: Sendable {
     public let factories: [PluginFactory]
 
@@ -58,10 +44,10 @@ public struct PluginRegistry: Sendable {
 
     /// Builds every entry of a `plugins:` list; all problems of all entries are thrown together.
     /// `path` is the key of the list (entries are `plugins[0]`, `plugins[1]`, …).
-    public func makePlugins(_ nodes: [PluginNode], path: String = "plugins") throws(PluginConfigErrors) -> [any SensorPlugin] {
+    public func makePlugins(_ nodes: [ConfigNode], path: String = "plugins") throws(ConfigErrors) -> [any SensorPlugin] {
         var plugins: [any SensorPlugin] = []
-        var errors: [PluginConfigError] = []
-        var names: [String: SourceMark] = [:]
+        var errors: [ConfigError] = []
+        var names: [String: Mark] = [:]
         for (i, node) in nodes.enumerated() {
             switch makePlugin(node, path: "\(path)[\(i)]") {
             case .success(let plugin):
@@ -69,7 +55,7 @@ public struct PluginRegistry: Sendable {
                 let at = node["name"]?.mark ?? node["id"]?.mark ?? node.mark
                 if let first = names[s.name] {
                     let place = first.file == at.file ? "\(first.line):\(first.column)" : first.description
-                    errors.append(PluginConfigError(at, "\(path)[\(i)].name",
+                    errors.append(ConfigError(at, "\(path)[\(i)].name",
                         "duplicate plugin name '\(s.name)' (first at \(place)); give each instance its own name:"))
                 } else {
                     names[s.name] = at
@@ -79,20 +65,20 @@ public struct PluginRegistry: Sendable {
                 errors += e.errors
             }
         }
-        if !errors.isEmpty { throw PluginConfigErrors(errors) }
+        if !errors.isEmpty { throw ConfigErrors(errors) }
         return plugins
     }
 
     /// Builds one entry (`path` is e.g. `plugins[2]`).
-    public func makePlugin(_ node: PluginNode, path: String) -> Result<any SensorPlugin, PluginConfigErrors> {
-        let options = PluginOptions(node, path: path)
-        guard options.errors.isEmpty else { return .failure(PluginConfigErrors(options.errors)) }
-        guard let id = options.requiredString("id") else { return .failure(PluginConfigErrors(options.errors)) }
+    public func makePlugin(_ node: ConfigNode, path: String) -> Result<any SensorPlugin, ConfigErrors> {
+        let options = ConfigReader(node, path: path)
+        guard options.errors.isEmpty else { return .failure(ConfigErrors(options.errors)) }
+        guard let id = options.requiredString("id") else { return .failure(ConfigErrors(options.errors)) }
         guard let factory = self[id] else {
             var message = "unknown plugin '\(id)'"
-            if let hint = closestWord(to: id, among: ids) { message += "; did you mean '\(hint)'?" }
+            if let hint = suggestion(for: id, among: ids) { message += "; did you mean '\(hint)'?" }
             message += " (built-in: \(ids.sorted().joined(separator: ", ")))"
-            return .failure(PluginConfigErrors([PluginConfigError(options.markOf("id"), options.keyPath("id"), message)]))
+            return .failure(ConfigErrors([ConfigError(options.markOf("id"), options.keyPath("id"), message)]))
         }
         let name = options.string("name", default: id)
         if !isValidInstanceName(name) {
@@ -110,10 +96,11 @@ public struct PluginRegistry: Sendable {
         let settings = PluginSettings(id: id, name: name, topic: topic, interval: interval, publish: publish,
                                       path: path, mark: node.mark)
         let plugin = factory.make(settings, options)
-        let errors = options.errors + options.unknownKeyErrors()
-        if !errors.isEmpty { return .failure(PluginConfigErrors(errors)) }
+        options.reportUnknownKeys()
+        let errors = options.errors
+        if !errors.isEmpty { return .failure(ConfigErrors(errors)) }
         guard let plugin else {
-            return .failure(PluginConfigErrors([PluginConfigError(node.mark, path, "plugin '\(id)' could not be configured")]))
+            return .failure(ConfigErrors([ConfigError(node.mark, path, "plugin '\(id)' could not be configured")]))
         }
         return .success(plugin)
     }

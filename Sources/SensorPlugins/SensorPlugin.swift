@@ -1,3 +1,4 @@
+import ConfigTree
 import Glibc
 
 /// The options every plugin entry has, read by the registry before the plugin sees its section.
@@ -23,10 +24,10 @@ public struct PluginSettings: Sendable, Equatable {
     public var publish: Bool
     /// Key path of the entry, e.g. `plugins[2]`, and where it starts, for run-time messages.
     public var path: String
-    public var mark: SourceMark
+    public var mark: Mark
 
     public init(id: String, name: String, topic: String? = nil, interval: Double? = nil, publish: Bool = true,
-                path: String = "", mark: SourceMark = SourceMark(file: "", line: 0, column: 0)) {
+                path: String = "", mark: Mark = Mark(file: "", line: 0, column: 0)) {
         self.id = id
         self.name = name
         self.topic = topic

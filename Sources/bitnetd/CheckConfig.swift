@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfigTree
 import Daemon
 import DaemonConfig
 import GGUF

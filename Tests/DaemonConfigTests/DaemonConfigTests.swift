@@ -1,3 +1,4 @@
+import ConfigTree
 import DaemonConfig
 import Glibc
 import Testing

@@ -1,11 +1,11 @@
-import Daemon
+import ConfigTree
 import DaemonConfig
 import Foundation
 import SensorPlugins
 import Synchronization
 
-// Shared helpers of the plugin test targets: YAML → plugin nodes through the daemon's own bridge
-// (`PluginNode.init(_: YAMLNode)` in Daemon), temporary fake trees, a thread-safe recorder for host callbacks, and polling.
+// Shared helpers of the plugin test targets: YAML → plugin nodes through the daemon's own YAML
+// parser, temporary fake trees, a thread-safe recorder for host callbacks, and polling.
 
 public struct TestFailure: Error, CustomStringConvertible {
     public var description: String
@@ -13,20 +13,20 @@ public struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// The entries of the `plugins:` list of a YAML text, as the daemon would hand them over.
-public func pluginNodes(yaml: String, file: String = "bitnetd.yaml") throws -> [PluginNode] {
+public func pluginNodes(yaml: String, file: String = "bitnetd.yaml") throws -> [ConfigNode] {
     let (root, errors) = try YAMLParser.parse(yaml, file: file, environment: { _ in nil })
     if !errors.isEmpty { throw TestFailure(errors.map(\.description).joined(separator: "\n")) }
     guard let list = root["plugins"], case .sequence(let items) = list.content else {
         throw TestFailure("\(file): no plugins list")
     }
-    return items.map(PluginNode.init)
+    return items
 }
 
 /// Builds the plugins of a YAML text: the plugins, or (when the config has problems) the error lines.
 public func makePlugins(_ registry: PluginRegistry, yaml: String, file: String = "bitnetd.yaml")
     throws -> (plugins: [any SensorPlugin], errors: [String]) {
     let nodes = try pluginNodes(yaml: yaml, file: file)
-    do throws(PluginConfigErrors) {
+    do throws(ConfigErrors) {
         return (try registry.makePlugins(nodes), [])
     } catch {
         return ([], error.errors.map(\.description))

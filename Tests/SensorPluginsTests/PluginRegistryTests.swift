@@ -1,4 +1,5 @@
 import BuiltinPlugins
+import ConfigTree
 import PluginTestSupport
 import SensorPlugins
 import Testing
@@ -19,7 +20,7 @@ import Testing
         #expect(result.errors == [])
         let s = result.plugins.map(\.settings)
         #expect(s[0] == PluginSettings(id: "system", name: "system", topic: nil, interval: 10, publish: true,
-                                       path: "plugins[0]", mark: SourceMark(file: "bitnetd.yaml", line: 2, column: 5)))
+                                       path: "plugins[0]", mark: Mark(file: "bitnetd.yaml", line: 2, column: 5)))
         #expect(s[1].name == "soc_temp")
         #expect(s[1].topic == "house/kitchen/soc")
         #expect(s[1].interval == 2)

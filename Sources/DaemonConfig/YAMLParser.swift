@@ -1,82 +1,8 @@
+import ConfigTree
 import CYAML
 import Glibc
 
-/// A position in a configuration file, 1-based like editors and compilers print it.
-public struct Mark: Sendable, Equatable, Comparable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var column: Int
-
-    public init(file: String, line: Int, column: Int) {
-        self.file = file
-        self.line = line
-        self.column = column
-    }
-
-    public var description: String { "\(file):\(line):\(column)" }
-
-    public static func < (a: Mark, b: Mark) -> Bool {
-        (a.file, a.line, a.column) < (b.file, b.line, b.column)
-    }
-}
-
-/// One node of a YAML document as libyaml reported it, with the mark of its first character.
-///
-/// Scalars keep their text and whether they were written plain (unquoted): only a plain scalar can
-/// be `null`, a number or a boolean in the typed reader. Environment references (`${VAR}`,
-/// `${VAR:-default}`) are already substituted when the tree is built.
-public struct YAMLNode: Sendable {
-    public enum Content: Sendable {
-        case scalar(String, plain: Bool)
-        case sequence([YAMLNode])
-        case mapping([YAMLEntry])
-    }
-
-    public var content: Content
-    public var mark: Mark
-
-    public init(_ content: Content, mark: Mark) {
-        self.content = content
-        self.mark = mark
-    }
-
-    /// A plain empty scalar, `~` or `null`.
-    public var isNull: Bool {
-        if case .scalar(let s, true) = content {
-            return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL"
-        }
-        return false
-    }
-
-    /// What the node is, for "expected X, got Y" messages.
-    public var kindDescription: String {
-        switch content {
-        case .scalar(let s, _): return isNull ? "null" : "'\(s)'"
-        case .sequence: return "a list"
-        case .mapping: return "a mapping"
-        }
-    }
-
-    public subscript(key: String) -> YAMLNode? {
-        guard case .mapping(let entries) = content else { return nil }
-        return entries.last(where: { $0.key == key })?.value
-    }
-}
-
-/// A key of a YAML mapping (keys are scalars in our schema) with its own mark, and its value.
-public struct YAMLEntry: Sendable {
-    public var key: String
-    public var keyMark: Mark
-    public var value: YAMLNode
-
-    public init(key: String, keyMark: Mark, value: YAMLNode) {
-        self.key = key
-        self.keyMark = keyMark
-        self.value = value
-    }
-}
-
-/// Builds a `YAMLNode` tree from libyaml's event stream.
+/// Builds a `ConfigNode` tree from libyaml's event stream.
 ///
 /// Problems that make the tree unusable (syntax errors) are thrown; problems that only affect one
 /// key (duplicate keys, unset environment variables, non-scalar keys) are collected in `errors`
@@ -92,11 +18,11 @@ public enum YAMLParser {
     /// Parses one YAML document. An empty document yields a null scalar at 1:1.
     public static func parse(
         _ text: String, file: String, environment: @escaping Environment = processEnvironment
-    ) throws(ConfigErrors) -> (root: YAMLNode, errors: [ConfigError]) {
+    ) throws(ConfigErrors) -> (root: ConfigNode, errors: [ConfigError]) {
         var builder = TreeBuilder(file: file, environment: environment)
         var utf8 = Array(text.utf8)
         if utf8.isEmpty { utf8 = [0x0A] }
-        let result: Result<YAMLNode, ConfigErrors> = utf8.withUnsafeMutableBufferPointer { buffer in
+        let result: Result<ConfigNode, ConfigErrors> = utf8.withUnsafeMutableBufferPointer { buffer in
             var parser = yaml_parser_t()
             guard yaml_parser_initialize(&parser) == 1 else {
                 return .failure(ConfigErrors([ConfigError(Mark(file: file, line: 1, column: 1), "", "YAML parser could not be initialised")]))
@@ -120,7 +46,7 @@ public enum YAMLParser {
                 builder.handle(&event)
                 if let fatal = builder.fatal { return .failure(ConfigErrors([fatal])) }
             }
-            return .success(builder.root ?? YAMLNode(.scalar("", plain: true), mark: Mark(file: file, line: 1, column: 1)))
+            return .success(builder.root ?? ConfigNode(.scalar("", plain: true), mark: Mark(file: file, line: 1, column: 1)))
         }
         switch result {
         case .success(let root): return (root, builder.errors)
@@ -146,8 +72,8 @@ private struct TreeBuilder {
         var path: String
         /// Nodes counted when this collection opened (its expanded size on close).
         var nodesAtStart: Int
-        var items: [YAMLNode] = []
-        var entries: [YAMLEntry] = []
+        var items: [ConfigNode] = []
+        var entries: [ConfigEntry] = []
         var pendingKey: (String, Mark)?
         var seen: [String: Mark] = [:]
     }
@@ -155,8 +81,8 @@ private struct TreeBuilder {
     let file: String
     let environment: YAMLParser.Environment
     var stack: [Frame] = []
-    var root: YAMLNode?
-    var anchors: [String: (node: YAMLNode, size: Int)] = [:]
+    var root: ConfigNode?
+    var anchors: [String: (node: ConfigNode, size: Int)] = [:]
     var errors: [ConfigError] = []
     /// An error that stops the build (too deep, too many nodes).
     var fatal: ConfigError?
@@ -203,7 +129,7 @@ private struct TreeBuilder {
             let raw = String(decoding: UnsafeBufferPointer(start: s.value, count: Int(s.length)), as: UTF8.self)
             let plain = s.style == YAML_PLAIN_SCALAR_STYLE
             let value = raw.utf8.contains(UInt8(ascii: "$")) ? substitute(raw, mark: m, path: currentPath()) : raw
-            let node = YAMLNode(.scalar(value, plain: plain), mark: m)
+            let node = ConfigNode(.scalar(value, plain: plain), mark: m)
             if let a = s.anchor { anchors[String(cString: a)] = (node, 1) }
             count(1, at: m)
             add(node)
@@ -216,7 +142,7 @@ private struct TreeBuilder {
             } else {
                 errors.append(ConfigError(m, "", "unknown alias '*\(name)'"))
                 count(1, at: m)
-                add(YAMLNode(.scalar("", plain: true), mark: m))
+                add(ConfigNode(.scalar("", plain: true), mark: m))
             }
         case YAML_SEQUENCE_START_EVENT:
             open(false, m, anchor: event.data.sequence_start.anchor.map { String(cString: $0) })
@@ -224,7 +150,7 @@ private struct TreeBuilder {
             open(true, m, anchor: event.data.mapping_start.anchor.map { String(cString: $0) })
         case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
             guard let frame = stack.popLast() else { return }
-            let node = YAMLNode(frame.isMapping ? .mapping(frame.entries) : .sequence(frame.items), mark: frame.start)
+            let node = ConfigNode(frame.isMapping ? .mapping(frame.entries) : .sequence(frame.items), mark: frame.start)
             if let anchor = frame.anchor { anchors[anchor] = (node, nodes - frame.nodesAtStart + 1) }
             add(node)
         default:
@@ -232,7 +158,7 @@ private struct TreeBuilder {
         }
     }
 
-    mutating func add(_ node: YAMLNode) {
+    mutating func add(_ node: ConfigNode) {
         guard !stack.isEmpty else {
             if root == nil { root = node }
             return
@@ -249,7 +175,7 @@ private struct TreeBuilder {
                 // Keep the first definition so the reported value matches what a reader sees first.
             } else {
                 stack[top].seen[key] = keyMark
-                stack[top].entries.append(YAMLEntry(key: key, keyMark: keyMark, value: node))
+                stack[top].entries.append(ConfigEntry(key: key, keyMark: keyMark, value: node))
             }
         } else {
             let key: String
@@ -319,8 +245,4 @@ private struct TreeBuilder {
         out += chars
         return out
     }
-}
-
-func joinPath(_ path: String, _ key: String) -> String {
-    path.isEmpty ? key : path + "." + key
 }

@@ -27,13 +27,23 @@ public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 
-/// The configuration file (or a conf.d file) could not be read at all.
-public struct ConfigUnreadable: Error, Sendable, CustomStringConvertible {
-    public var path: String
-    public var errno: Int32
-    public var reason: String
+/// Collects the problems found while reading a tree, so one pass reports every error of a file.
+/// Not thread-safe: it lives while one configuration is decoded.
+public final class ConfigDiagnostics {
+    public private(set) var errors: [ConfigError] = []
 
-    public var description: String { "\(path): cannot read: \(reason)" }
+    public init(_ errors: [ConfigError] = []) { self.errors = errors }
+
+    public func error(_ mark: Mark, _ path: String, _ message: String) {
+        errors.append(ConfigError(mark, path, message))
+    }
+
+    public func append(_ more: [ConfigError]) { errors += more }
+}
+
+/// `a.b` from a key path and a key.
+public func joinPath(_ path: String, _ key: String) -> String {
+    path.isEmpty ? key : path + "." + key
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.
@@ -53,12 +63,12 @@ func editDistance(_ a: String, _ b: String) -> Int {
     return previous[b.count]
 }
 
-/// The closest known key, if it is close enough to be a likely typo.
-func suggestion(for key: String, among known: [String]) -> String? {
-    let scored = known.map { ($0, editDistance(key.lowercased(), $0)) }.min { $0.1 < $1.1 }
+/// The closest of `words` to `word`, if it is close enough to be a likely typo.
+public func suggestion(for word: String, among words: [String]) -> String? {
+    let scored = words.map { ($0, editDistance(word.lowercased(), $0)) }.min { $0.1 < $1.1 }
     guard let (best, distance) = scored else { return nil }
     let limit = max(2, best.count / 3)
     if distance <= limit { return best }
-    if best.hasPrefix(key) || key.hasPrefix(best) { return best }
+    if best.hasPrefix(word) || word.hasPrefix(best) { return best }
     return nil
 }
