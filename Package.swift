@@ -38,23 +38,28 @@ let package = Package(
             providers: [.apt(["libyaml-dev"])]
         ),
 
+        // MARK: Foundations (toolchain modules only)
+        .target(name: "Platform"),
+        .target(name: "JSONValue"),
+        .target(name: "ConfigTree"),
+
         // MARK: Engine
         .target(name: "GGUF"),
-        .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels"]),
+        .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels", "Platform"]),
 
         // MARK: Daemon
-        .target(name: "ConfigTree"),
-        .target(name: "Mosquitto", dependencies: ["CMosquitto"]),
-        .target(name: "DaemonConfig", dependencies: ["CYAML", "ConfigTree"]),
-        .target(name: "SensorPlugins", dependencies: ["ConfigTree"]),
+        .target(name: "Mosquitto", dependencies: ["CMosquitto", "Platform"]),
+        .target(name: "DaemonConfig", dependencies: ["CYAML", "ConfigTree", "Platform"]),
+        .target(name: "SensorPlugins", dependencies: ["ConfigTree", "Platform", "JSONValue"]),
         .target(
             name: "Daemon",
-            dependencies: ["ConfigTree", "DaemonConfig", "Mosquitto", "SensorPlugins", "BuiltinPlugins", "BitNet", "GGUF"]
+            dependencies: ["Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto", "SensorPlugins",
+                           "BuiltinPlugins", "BitNet", "GGUF"]
         ),
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "GGUF", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "GGUF", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,7 +71,8 @@ let package = Package(
         .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
         .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
         .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "ConfigTree", "DaemonConfig", "Mosquitto", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
+                                                        "SensorPlugins", "TestSupport"]),
     ]
 )
 
@@ -79,14 +85,15 @@ let sensorPlugins: [(id: String, module: String)] = [
     ("system", "PluginSystem"),
 ]
 for p in sensorPlugins {
-    package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins", "ConfigTree"], path: "plugins/\(p.id)/Sources"))
+    package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins", "ConfigTree", "Platform", "JSONValue"], path: "plugins/\(p.id)/Sources"))
     package.targets.append(.testTarget(
-        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "ConfigTree", "PluginTestSupport"],
+        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "ConfigTree", "Platform", "JSONValue", "PluginTestSupport"],
         path: "plugins/\(p.id)/Tests", exclude: ["Fixtures"]))
 }
 package.targets += [
     .target(name: "BuiltinPlugins", dependencies: ["SensorPlugins"] + sensorPlugins.map { .target(name: $0.module) },
             path: "plugins/all"),
-    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "ConfigTree", "DaemonConfig"], path: "Tests/PluginTestSupport"),
-    .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "ConfigTree", "BuiltinPlugins", "PluginTestSupport", "DaemonConfig"]),
+    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "ConfigTree", "Platform", "DaemonConfig"], path: "Tests/PluginTestSupport"),
+    .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "ConfigTree", "Platform", "JSONValue", "BuiltinPlugins",
+                                                           "PluginTestSupport", "DaemonConfig"]),
 ]

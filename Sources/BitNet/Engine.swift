@@ -1,3 +1,5 @@
+import Platform
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,12 +7,6 @@ import Musl
 #endif
 import GGUF
 
-/// Monotonic milliseconds.
-public func monotonicMs() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1e6
-}
 
 /// The trained chat format (spec §5.3): `System: …<|eot_id|>User: …<|eot_id|>Assistant: `.
 public enum ChatFormat {
@@ -47,7 +43,7 @@ public final class Engine: @unchecked Sendable {
     public var threads: Int { context.pool.threadCount }
 
     public init(modelPath: String, options: EngineOptions) throws {
-        let t0 = monotonicMs()
+        let t0 = monotonicMilliseconds()
         let model = try BitNetModel(path: modelPath)
         var pre: PreTokenizer? = nil
         if let p = options.preTokenizer {
@@ -68,7 +64,7 @@ public final class Engine: @unchecked Sendable {
         case "q8_0": context.useQ8LMHead(true)
         default: throw RequestError("unknown LM head '\(options.lmHead)' (file, q8_0)")
         }
-        self.loadMs = monotonicMs() - t0
+        self.loadMs = monotonicMilliseconds() - t0
     }
 
     // MARK: decide
@@ -172,7 +168,7 @@ public final class Engine: @unchecked Sendable {
     /// so each result is bit-identical to deciding that request alone; a request that cannot be
     /// decided gets its error without affecting the others.
     public func decide(batch requests: [DecideRequest], cacheKey: String = "") -> [Result<DecideResult, Error>] {
-        let t0 = monotonicMs()
+        let t0 = monotonicMilliseconds()
         var results = [Result<DecideResult, Error>?](repeating: nil, count: requests.count)
         var plans: [(Int, DecidePlan)] = []
         for (i, r) in requests.enumerated() {
@@ -238,7 +234,7 @@ public final class Engine: @unchecked Sendable {
             for (i, p) in plans.dropFirst() where scored[i] != nil { remember(cacheKey, p.sharedIds, copy: false) }
         }
 
-        let elapsed = monotonicMs() - t0
+        let elapsed = monotonicMilliseconds() - t0
         for (i, p) in plans {
             guard let scores = scored[i] else { continue }
             // A corrupt model (NaN or Inf in a weight the load checks cannot scan, such as the
@@ -405,12 +401,12 @@ public final class Engine: @unchecked Sendable {
         guard ids.count < context.contextLength else {
             throw RequestError("prompt of \(ids.count) tokens does not fit the context length \(context.contextLength)")
         }
-        let t0 = monotonicMs()
+        let t0 = monotonicMilliseconds()
         context.reset()
         var logits = try context.forward(ids, logits: .last)
         // Generation overwrote the KV cache the prefix snapshots were taken from; snapshots are
         // copies, so they stay valid.
-        let t1 = monotonicMs()
+        let t1 = monotonicMilliseconds()
         var sampler = Sampler(options: options)
         var history = ids
         var stream = TextStream(tokenizer: tokenizer)
@@ -431,8 +427,8 @@ public final class Engine: @unchecked Sendable {
             let piece = stream.push(next)
             if !piece.isEmpty {
                 produced += piece
-                if let stop = options.stop.first(where: { produced.findRange(of: $0) != nil }),
-                   let r = produced.findRange(of: stop) {
+                if let stop = options.stop.first(where: { produced.firstRange(of: $0) != nil }),
+                   let r = produced.firstRange(of: stop) {
                     let keep = String(produced[..<r.lowerBound])
                     let already = produced.count - piece.count
                     if keep.count > already { _ = onText(String(keep.dropFirst(already))) }
@@ -458,7 +454,7 @@ public final class Engine: @unchecked Sendable {
             _ = onText(rest)
         }
         return GenerateResult(text: produced, promptTokens: ids.count, cachedTokens: 0, generatedTokens: generated,
-                              stopReason: reason, promptMs: t1 - t0, generateMs: monotonicMs() - t1)
+                              stopReason: reason, promptMs: t1 - t0, generateMs: monotonicMilliseconds() - t1)
     }
 }
 
@@ -474,17 +470,4 @@ func logSumExp(_ xs: [Float]) -> Double {
     var s: Double = 0
     for x in xs { s += exp(Double(x - mx)) }
     return Double(mx) + log(s)
-}
-
-extension String {
-    /// First occurrence of `needle` (stdlib-only substring search).
-    func findRange(of needle: String) -> Range<String.Index>? {
-        guard !needle.isEmpty else { return nil }
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
-            i = index(after: i)
-        }
-        return nil
-    }
 }

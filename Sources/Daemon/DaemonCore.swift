@@ -1,7 +1,9 @@
 import BitNet
 import DaemonConfig
 import Glibc
+import JSONValue
 import Mosquitto
+import Platform
 import SensorPlugins
 import Synchronization
 
@@ -336,7 +338,7 @@ public final class DaemonCore: @unchecked Sendable {
         let key = job.route.name + "\u{0}" + job.replyTopic
         let publish = debouncers.withLock { all in
             var deb = all[key] ?? Debouncer(onChange: d.onChange, minInterval: d.minIntervalS)
-            let ok = deb.shouldPublish(value, now: monotonicClock())
+            let ok = deb.shouldPublish(value, now: monotonicSeconds())
             all[key] = deb
             return ok
         }

@@ -3,6 +3,7 @@ import ConfigTree
 import DaemonConfig
 import Glibc
 import Mosquitto
+import Platform
 import SensorPlugins
 
 /// The process around `DaemonCore`: signals, configuration, start-up checks, the engine, the
@@ -160,7 +161,7 @@ public enum DaemonRunner {
     public static func clientOptions(_ m: MQTTConfig) throws -> MQTTClientOptions {
         var password: String?
         if let f = m.passwordFile {
-            let text = try readSmallFile(f)
+            let text = String(decoding: try readFile(f, maxBytes: 64 << 10), as: UTF8.self)
             password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
         } else if let name = m.passwordEnv {
             guard let v = getenv(name) else { throw StartupError("mqtt.password_env: environment variable \(name) is not set") }
@@ -177,14 +178,7 @@ public enum DaemonRunner {
 
     static func makeClient(_ m: MQTTConfig, core: DaemonCore) throws -> MQTTClient {
         let mqttLogger = Logger(label: "mqtt")
-        let client = try MQTTClient(options: clientOptions(m)) { level, text in
-            switch level {
-            case .error: mqttLogger.error(text)
-            case .warning: mqttLogger.warning(text)
-            case .info: mqttLogger.debug(text)
-            case .notice, .debug: mqttLogger.trace(text)
-            }
-        }
+        let client = try MQTTClient(options: clientOptions(m), logger: mqttLogger)
         client.setHandlers(
             onMessage: { [weak core] message in core?.handle(message) },
             onConnection: { [weak core] up, detail in

@@ -1,4 +1,5 @@
 import DaemonConfig
+import JSONValue
 import SensorPlugins
 
 /// Home Assistant MQTT discovery (issue 8 item 4): each decide route appears as a sensor whose

@@ -1,4 +1,5 @@
 import BitNet
+import JSONValue
 import SensorPlugins
 
 /// The JSON documents of DESIGN.md §8, schema 1. Field names change only with a new schema number.

@@ -1,6 +1,7 @@
 import BuiltinPlugins
 import ConfigTree
 import DaemonConfig
+import Platform
 import SensorPlugins
 import Synchronization
 
@@ -65,16 +66,7 @@ final class PluginService: Service {
 
     private func launch(_ plugins: [any SensorPlugin]) -> PluginHost? {
         guard !plugins.isEmpty else { return nil }
-        let logger = self.logger
-        let host = PluginHost { level, message in
-            switch level {
-            case .debug: logger.debug(message)
-            case .info: logger.info(message)
-            case .notice: logger.notice(message)
-            case .warning: logger.warning(message)
-            case .error: logger.error(message)
-            }
-        }
+        let host = PluginHost(logger: logger)
         let core = self.core
         host.start(plugins: plugins, onReading: { settings, reading in
             let topic = settings.topic(for: reading, prefix: core.config.mqtt.topicPrefix)

@@ -1,4 +1,5 @@
 import DaemonConfig
+import JSONValue
 import Mosquitto
 import SensorPlugins
 

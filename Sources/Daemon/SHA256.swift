@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// SHA-256 (FIPS 180-4), streaming, for the optional `model.sha256` check.
 public struct SHA256: Sendable {
@@ -88,15 +89,15 @@ public struct SHA256: Sendable {
     }
 
     /// Hex digest of a whole file, read in 1 MiB chunks.
-    public static func hexDigest(ofFile path: String) throws -> String {
+    public static func hexDigest(ofFile path: String) throws(SystemError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileError(path: path, errno: errno) }
+        guard fd >= 0 else { throw SystemError("open", path: path, code: errno) }
         defer { close(fd) }
         var hasher = SHA256()
         var buf = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw FileError(path: path, errno: errno) }
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path, code: errno) }
             if n == 0 { break }
             buf.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0.prefix(n))) }
         }

@@ -1,5 +1,6 @@
 import Glibc
 import Mosquitto
+import Platform
 import Synchronization
 
 /// A long-running part of the daemon (the swift-service-lifecycle pattern, which itself needs

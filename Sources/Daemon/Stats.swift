@@ -1,5 +1,6 @@
 import Glibc
 import Mosquitto
+import Platform
 import Synchronization
 
 public struct StatsSnapshot: Sendable {
@@ -73,7 +74,7 @@ public final class Stats: Sendable {
 
 /// Resident set size from `/proc/self/statm` (second field, pages).
 public func residentBytes() -> Int {
-    guard let text = try? readSmallFile("/proc/self/statm") else { return 0 }
+    guard let text = try? readSmallTextFile("/proc/self/statm") else { return 0 }
     let fields = text.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -81,31 +82,10 @@ public func residentBytes() -> Int {
 
 /// `MemAvailable` from `/proc/meminfo`, bytes.
 public func availableMemoryBytes() -> Int? {
-    guard let text = try? readSmallFile("/proc/meminfo") else { return nil }
+    guard let text = try? readSmallTextFile("/proc/meminfo") else { return nil }
     for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
         let parts = line.split(separator: " ", omittingEmptySubsequences: true)
         if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
     }
     return nil
-}
-
-struct FileError: Error, CustomStringConvertible {
-    var path: String
-    var errno: Int32
-    var description: String { "\(path): \(String(cString: strerror(errno)))" }
-}
-
-func readSmallFile(_ path: String) throws -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw FileError(path: path, errno: errno) }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 8192)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; throw FileError(path: path, errno: errno) }
-        if n == 0 { break }
-        out += buf[0..<n]
-    }
-    return String(decoding: out, as: UTF8.self)
 }

@@ -1,5 +1,6 @@
 import ConfigTree
 import Glibc
+import Platform
 
 /// Reads the configuration the way DESIGN.md §8 describes: the main file, then every
 /// `conf.d/*.yaml` beside it in name order. A later file's keys override earlier ones (mappings
@@ -101,26 +102,15 @@ public enum ConfigLoader {
     /// Reads a whole file as UTF-8 text; text that is not UTF-8 is a config error at the line and
     /// column (in characters, as libyaml counts them) of the first invalid byte.
     public static func readTextFile(_ path: String) throws(ConfigUnreadable) -> Result<String, ConfigError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let e = errno
-            throw ConfigUnreadable(path: path, errno: e, reason: String(cString: strerror(e)))
+        let limit = 16 << 20
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path, maxBytes: limit)
+        } catch {
+            throw ConfigUnreadable(path: path, errno: error.code, reason: errnoDescription(error.code))
         }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                throw ConfigUnreadable(path: path, errno: e, reason: String(cString: strerror(e)))
-            }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > 16 << 20 {
-                throw ConfigUnreadable(path: path, errno: EFBIG, reason: "file is larger than 16 MiB")
-            }
+        if bytes.count > limit {
+            throw ConfigUnreadable(path: path, errno: EFBIG, reason: "file is larger than 16 MiB")
         }
         if let text = String(validating: bytes, as: UTF8.self) { return .success(text) }
         let (offset, line, column) = firstInvalidUTF8(bytes)

@@ -37,10 +37,10 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
         var parts: [Part] = []
         var rest = Substring(source)
         var literal = ""
-        while let open = rest.findRange("{{") {
+        while let open = rest.firstRange(of: "{{") {
             literal += rest[..<open.lowerBound]
             let after = rest[open.upperBound...]
-            guard let close = after.findRange("}}") else {
+            guard let close = after.firstRange(of: "}}") else {
                 return .failure(TemplateError(message: "unclosed '{{' in template"))
             }
             let name = after[..<close.lowerBound].trimmingSpaces()
@@ -111,22 +111,6 @@ public struct TemplateError: Error, Sendable, Equatable {
 }
 
 extension Substring {
-    func findRange(_ needle: String) -> Range<Substring.Index>? {
-        let n = Array(needle.utf8)
-        let u = self.utf8
-        var i = u.startIndex
-        while i != u.endIndex {
-            var j = i, k = 0
-            while k < n.count, j != u.endIndex, u[j] == n[k] {
-                j = u.index(after: j)
-                k += 1
-            }
-            if k == n.count { return i..<j }
-            i = u.index(after: i)
-        }
-        return nil
-    }
-
     func trimmingSpaces() -> String {
         var s = self
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }

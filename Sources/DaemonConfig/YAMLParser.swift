@@ -225,7 +225,7 @@ private struct TreeBuilder {
             chars = after[after.index(after: close)...]
             var name = Substring(inner)
             var fallback: Substring?
-            if let range = inner.findRange(":-") {
+            if let range = inner.firstRange(of: ":-") {
                 name = inner[..<range.lowerBound]
                 fallback = inner[range.upperBound...]
             }

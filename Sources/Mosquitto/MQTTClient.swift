@@ -1,5 +1,6 @@
 import CMosquitto
 import Glibc
+import Platform
 import Synchronization
 
 /// `mosquitto_lib_init()` must run once per process before any client exists.
@@ -24,7 +25,6 @@ private let libraryInitialised: Bool = {
 public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     public typealias MessageHandler = @Sendable (MQTTMessage) -> Void
     public typealias ConnectionHandler = @Sendable (_ connected: Bool, _ detail: String) -> Void
-    public typealias LogHandler = @Sendable (MQTTLogLevel, String) -> Void
 
     public let options: MQTTClientOptions
     public var version: MQTTVersion { options.version }
@@ -43,15 +43,17 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     /// The broker answered the last CONNECT with a refusal (already logged with its reason).
     private let refused = Atomic<Bool>(false)
     private let threadDone = Atomic<Bool>(false)
-    private let log: LogHandler
+    private let logger: Logger
     // Set once in init, destroyed in deinit; libmosquitto serialises access internally in threaded mode.
     private var mosq: OpaquePointer?
     private var thread: pthread_t?
 
-    public init(options: MQTTClientOptions, log: @escaping LogHandler) throws(MQTTError) {
+    /// `logger` receives connection problems (warning/error), subscriptions (debug) and
+    /// libmosquitto's own messages (its errors and warnings as such, the rest at debug/trace).
+    public init(options: MQTTClientOptions, logger: Logger) throws(MQTTError) {
         precondition(libraryInitialised)
         self.options = options
-        self.log = log
+        self.logger = logger
         let userdata = Unmanaged.passUnretained(self).toOpaque()
         guard let m = mosquitto_new(options.clientID, options.cleanStart, userdata) else {
             throw MQTTError(function: "mosquitto_new", code: MOSQ_ERR_NOMEM.rawValue, message: String(cString: strerror(errno)))
@@ -132,15 +134,14 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         mosquitto_log_callback_set(m) { _, obj, level, text in
             guard let obj, let text else { return }
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
-            let l: MQTTLogLevel
+            let l: Logger.Level
             switch level {
             case MOSQ_LOG_ERR: l = .error
             case MOSQ_LOG_WARNING: l = .warning
-            case MOSQ_LOG_NOTICE: l = .notice
-            case MOSQ_LOG_INFO: l = .info
-            default: l = .debug
+            case MOSQ_LOG_INFO: l = .debug
+            default: l = .trace
             }
-            client.log(l, String(cString: text))
+            client.logger.log(l, String(cString: text))
         }
     }
 
@@ -150,7 +151,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         guard rc == 0 else {
             let reason = String(cString: options.version == .v5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc))
             refused.store(true, ordering: .releasing)
-            log(.error, "broker \(options.host):\(options.port) refused the connection: \(reason) (\(rc))")
+            logger.error("broker \(options.host):\(options.port) refused the connection: \(reason) (\(rc))")
             state.withLock { $0.onConnection }?(false, reason)
             return
         }
@@ -229,9 +230,9 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         let noLocal = options.version == .v5 && !sub.filter.hasPrefix("$share/") ? Int32(MQTT_SUB_OPT_NO_LOCAL.rawValue) : 0
         let rc = mosquitto_subscribe_v5(mosq, nil, sub.filter, Int32(sub.qos), noLocal, nil)
         if rc != MOSQ_ERR_SUCCESS.rawValue {
-            log(.error, "subscribe \(sub.filter): \(String(cString: mosquitto_strerror(rc)))")
+            logger.error("subscribe \(sub.filter): \(String(cString: mosquitto_strerror(rc)))")
         } else {
-            log(.info, "subscribed to \(sub.filter) (QoS \(sub.qos))")
+            logger.debug("subscribed to \(sub.filter) (QoS \(sub.qos))")
         }
     }
 
@@ -328,7 +329,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
             if threadDone.load(ordering: .acquiring) {
                 pthread_join(t, nil)
             } else {
-                log(.warning, "the MQTT thread did not stop within 5 s")
+                logger.warning("the MQTT thread did not stop within 5 s")
                 pthread_detach(t)
             }
             thread = nil
@@ -356,7 +357,7 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
                 let rc = mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepalive), nil, props)
                 if rc != MOSQ_ERR_SUCCESS.rawValue {
                     let reason = rc == MOSQ_ERR_ERRNO.rawValue ? String(cString: strerror(errno)) : String(cString: mosquitto_strerror(rc))
-                    log(.warning, "cannot connect to \(options.host):\(options.port): \(reason); retrying in \(backoff) s")
+                    logger.warning("cannot connect to \(options.host):\(options.port): \(reason); retrying in \(backoff) s")
                     pause(seconds: backoff)
                     backoff = min(backoff * 2, options.reconnectMaxS)
                     continue
@@ -373,11 +374,11 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
                 connected.store(false, ordering: .releasing)
                 let reason = rc == MOSQ_ERR_ERRNO.rawValue ? String(cString: strerror(errno)) : String(cString: mosquitto_strerror(rc))
                 if wasConnected {
-                    log(.warning, "connection to \(options.host):\(options.port) lost: \(reason); reconnecting in \(backoff) s")
+                    logger.warning("connection to \(options.host):\(options.port) lost: \(reason); reconnecting in \(backoff) s")
                 } else if refused.load(ordering: .acquiring) {
-                    log(.warning, "retrying in \(backoff) s")
+                    logger.warning("retrying in \(backoff) s")
                 } else {
-                    log(.warning, "connection to \(options.host):\(options.port) failed: \(reason); retrying in \(backoff) s")
+                    logger.warning("connection to \(options.host):\(options.port) failed: \(reason); retrying in \(backoff) s")
                 }
                 wasConnected = false
                 pause(seconds: backoff)

@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 public enum MQTTVersion: Sendable, Equatable {
     case v5
@@ -142,12 +143,6 @@ public struct MQTTSubscription: Sendable, Equatable, Hashable {
     }
 }
 
-public enum MQTTLogLevel: Int, Sendable, Comparable {
-    case debug, info, notice, warning, error
-
-    public static func < (a: MQTTLogLevel, b: MQTTLogLevel) -> Bool { a.rawValue < b.rawValue }
-}
-
 /// A libmosquitto call failed: the function and its `MOSQ_ERR_*` code.
 public struct MQTTError: Error, Sendable, CustomStringConvertible {
     public var function: String
@@ -165,12 +160,6 @@ public protocol MQTTTransport: AnyObject, Sendable {
     func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool,
                  properties: MQTTPublishProperties) throws(MQTTError)
     func setSubscriptions(_ subscriptions: [MQTTSubscription])
-}
-
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 /// Matches a topic against a subscription filter with `+` and `#` (MQTT 3.1.1 §4.7; topics

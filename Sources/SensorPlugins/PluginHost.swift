@@ -1,5 +1,6 @@
 import Dispatch
-import Glibc
+import JSONValue
+import Platform
 import Synchronization
 
 /// Runs configured plugins — the plugin scheduler service of DESIGN.md §3.
@@ -20,28 +21,27 @@ import Synchronization
 public final class PluginHost: Sendable {
     public typealias ReadingHandler = @Sendable (PluginSettings, Reading) -> Void
     public typealias ErrorHandler = @Sendable (PluginSettings, PluginError) -> Void
-    public typealias LogHandler = @Sendable (PluginLogLevel, String) -> Void
 
     private enum Phase { case idle, running([Runner]), stopped }
 
-    private let log: LogHandler
+    private let logger: Logger
     private let errorRepeatInterval: Double
     private let phase = Mutex<Phase>(.idle)
 
     /// - Parameters:
     ///   - errorRepeatInterval: seconds before the same error of a plugin is reported again.
-    ///   - log: receives start/stop messages and what plugins log (an exec plugin's stderr lines),
-    ///     already prefixed with `plugin <name>: `.
-    public init(errorRepeatInterval: Double = 60, log: @escaping LogHandler = { _, _ in }) {
+    ///   - logger: receives start/stop messages and what plugins log (an exec plugin's stderr
+    ///     lines), prefixed with `plugin <name>: `.
+    public init(errorRepeatInterval: Double = 60, logger: Logger = Logger(label: "plugins", handler: { _, _ in })) {
         self.errorRepeatInterval = errorRepeatInterval
-        self.log = log
+        self.logger = logger
     }
 
     /// Starts every plugin and returns at once. Readings go to `onReading`, problems to `onError`.
     public func start(plugins: [any SensorPlugin], onReading: @escaping ReadingHandler,
                       onError: @escaping ErrorHandler) {
         let runners = plugins.map {
-            Runner(plugin: $0, onReading: onReading, onError: onError, log: log, errorRepeatInterval: errorRepeatInterval)
+            Runner(plugin: $0, onReading: onReading, onError: onError, logger: logger, errorRepeatInterval: errorRepeatInterval)
         }
         phase.withLock { phase in
             guard case .idle = phase else { preconditionFailure("PluginHost.start called twice") }
@@ -64,7 +64,7 @@ public final class PluginHost: Sendable {
             DispatchQueue.global().async(group: group) { runner.stop() }
         }
         group.wait()
-        if !runners.isEmpty { log(.info, "plugins stopped (\(runners.count))") }
+        if !runners.isEmpty { logger.info("plugins stopped (\(runners.count))") }
     }
 }
 
@@ -82,19 +82,19 @@ private final class Runner: @unchecked Sendable {
     let queue: DispatchQueue
     let onReading: PluginHost.ReadingHandler
     let onError: PluginHost.ErrorHandler
-    let log: PluginHost.LogHandler
+    let logger: Logger
     let errorRepeatInterval: Double
     let gate = Mutex(Gate())
     let timer: DispatchSourceTimer?
 
     init(plugin: any SensorPlugin, onReading: @escaping PluginHost.ReadingHandler,
-         onError: @escaping PluginHost.ErrorHandler, log: @escaping PluginHost.LogHandler, errorRepeatInterval: Double) {
+         onError: @escaping PluginHost.ErrorHandler, logger: Logger, errorRepeatInterval: Double) {
         self.plugin = plugin
         self.settings = plugin.settings
         self.queue = DispatchQueue(label: "bitnetd.plugin.\(plugin.settings.name)")
         self.onReading = onReading
         self.onError = onError
-        self.log = log
+        self.logger = logger
         self.errorRepeatInterval = errorRepeatInterval
         timer = plugin is any SampledSensorPlugin ? DispatchSource.makeTimerSource(queue: queue) : nil
     }
@@ -112,14 +112,14 @@ private final class Runner: @unchecked Sendable {
                 for e in sample.errors { report(e) }
             }
             timer.resume()
-            log(.info, "plugin \(name) (\(settings.id)): sampling every \(JSON.format(interval)) s")
+            logger.info("plugin \(name) (\(settings.id)): sampling every \(JSON.format(interval)) s")
         } else if let pushing = plugin as? any PushingSensorPlugin {
             let sink = PluginSink(
                 reading: { [self] r in deliver(r) },
                 error: { [self] e in report(e) },
-                log: { [self] level, message in log(level, "plugin \(name): \(message)") })
+                log: { [self] level, message in logger.log(level, "plugin \(name): \(message)") })
             queue.async { pushing.start(sink) }
-            log(.info, "plugin \(name) (\(settings.id)): started")
+            logger.info("plugin \(name) (\(settings.id)): started")
         }
     }
 
@@ -139,7 +139,7 @@ private final class Runner: @unchecked Sendable {
     }
 
     func report(_ error: PluginError) {
-        let now = monotonicClock()
+        let now = monotonicSeconds()
         gate.withLock { g in
             guard !g.stopped else { return }
             let key = error.code + "\u{0}" + error.message

@@ -1,3 +1,5 @@
+import JSONValue
+
 /// One sensor reading (DESIGN.md §6): a topic suffix, a JSON object of fields, and a timestamp.
 /// Plugins produce these (`SensorPlugin`), the `PluginHost` hands them to the daemon, which
 /// publishes them under `PluginSettings.topic(for:prefix:)` and feeds them to routes and windows.

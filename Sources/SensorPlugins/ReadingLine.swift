@@ -1,3 +1,5 @@
+import JSONValue
+
 /// The line formats that external programs (`exec`) and log files (`file-tail`) use to hand us
 /// readings.
 ///

@@ -1,5 +1,5 @@
 import ConfigTree
-import Glibc
+import Platform
 
 /// The options every plugin entry has, read by the registry before the plugin sees its section.
 ///
@@ -79,13 +79,6 @@ public struct PluginSample: Sendable, Equatable {
     }
 }
 
-/// Log levels of plugin messages, mapped by the daemon onto its own logger.
-public enum PluginLogLevel: Int, Sendable, Comparable, CaseIterable {
-    case debug, info, notice, warning, error
-
-    public static func < (a: PluginLogLevel, b: PluginLogLevel) -> Bool { a.rawValue < b.rawValue }
-}
-
 /// A configured plugin instance. Built by a `PluginFactory` from its config section; run by a
 /// `PluginHost`. Conform to `SampledSensorPlugin` or `PushingSensorPlugin`.
 public protocol SensorPlugin: AnyObject, Sendable {
@@ -115,31 +108,12 @@ public protocol PushingSensorPlugin: SensorPlugin {
 public struct PluginSink: Sendable {
     public var reading: @Sendable (Reading) -> Void
     public var error: @Sendable (PluginError) -> Void
-    public var log: @Sendable (PluginLogLevel, String) -> Void
+    public var log: @Sendable (Logger.Level, String) -> Void
 
     public init(reading: @escaping @Sendable (Reading) -> Void, error: @escaping @Sendable (PluginError) -> Void,
-                log: @escaping @Sendable (PluginLogLevel, String) -> Void) {
+                log: @escaping @Sendable (Logger.Level, String) -> Void) {
         self.reading = reading
         self.error = error
         self.log = log
     }
-}
-
-/// Wall-clock time, seconds since the Unix epoch (reading timestamps).
-public func wallClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Monotonic time in seconds (durations, backoff, error suppression).
-public func monotonicClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// `strerror` as a Swift string.
-public func errnoDescription(_ code: Int32) -> String {
-    String(cString: strerror(code))
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
 import GGUF
+import JSONValue
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,11 +96,11 @@ struct Bench: ParsableCommand {
             }
             if access(path, R_OK) != 0 {
                 eprint("writing a random model with the 2B4T shapes to \(path) (1.19 GB)…")
-                let t0 = monotonicMs()
+                let t0 = monotonicMilliseconds()
                 try ModelFactory.write(.bitnet2B4T, to: path) { done, total in
                     if done % 30 == 0 || done == total { eprint("  \(done)/\(total) tensors") }
                 }
-                eprint("  done in \(fmt((monotonicMs() - t0) / 1000)) s")
+                eprint("  done in \(fmt((monotonicMilliseconds() - t0) / 1000)) s")
             }
         }
         guard !path.isEmpty else { throw ValidationError("give --model PATH or --make-2b4t") }
@@ -132,19 +134,19 @@ struct Bench: ParsableCommand {
             for _ in 0..<repetitions {
                 if prompt > 0 {
                     ctx.reset()
-                    let t0 = monotonicMs()
+                    let t0 = monotonicMilliseconds()
                     _ = try ctx.forward(Array(ids[..<prompt]), logits: .last)
-                    ppRates.append(Double(prompt) / (monotonicMs() - t0) * 1000)
+                    ppRates.append(Double(prompt) / (monotonicMilliseconds() - t0) * 1000)
                 }
                 if gen > 0 {
                     ctx.reset()
                     var logits = try ctx.forward([ids[0]], logits: .last)
-                    let t0 = monotonicMs()
+                    let t0 = monotonicMilliseconds()
                     for _ in 0..<gen {
                         let next = Sampler.argmax(logits)
                         logits = try ctx.forward([next], logits: .last)
                     }
-                    tgRates.append(Double(gen) / (monotonicMs() - t0) * 1000)
+                    tgRates.append(Double(gen) / (monotonicMilliseconds() - t0) * 1000)
                 }
             }
             let bw = readBandwidth(engine)
@@ -285,14 +287,14 @@ struct Bench: ParsableCommand {
                 _ = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
                 var lat: [Double] = []
                 var cached = 0, promptTokens = 0
-                let t0 = monotonicMs()
+                let t0 = monotonicMilliseconds()
                 for _ in 0..<decisions {
                     let r = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
                     lat.append(r.elapsedMs)
                     cached = r.cachedTokens
                     promptTokens = r.promptTokens
                 }
-                row(name, lat, perS: Double(decisions) / (monotonicMs() - t0) * 1000, promptTokens: promptTokens, cached: cached)
+                row(name, lat, perS: Double(decisions) / (monotonicMilliseconds() - t0) * 1000, promptTokens: promptTokens, cached: cached)
             }
             if decideBatch > 1 {
                 // Latency of a batched decision = the whole batch's time (every member waits for it).
@@ -301,7 +303,7 @@ struct Bench: ParsableCommand {
                 _ = try engine.decide(prompt: constant + reading(), labels: labelList, cacheKey: "bench")
                 var lat: [Double] = []
                 var cached = 0, promptTokens = 0, done = 0
-                let t0 = monotonicMs()
+                let t0 = monotonicMilliseconds()
                 while done < decisions {
                     let batch = (0..<decideBatch).map { _ in Engine.DecideRequest(prompt: constant + reading(), labels: labelList) }
                     for r in engine.decide(batch: batch, cacheKey: "bench") {
@@ -312,7 +314,7 @@ struct Bench: ParsableCommand {
                     }
                     done += decideBatch
                 }
-                row("prefix cache + label-only, batches of \(decideBatch)", lat, perS: Double(done) / (monotonicMs() - t0) * 1000,
+                row("prefix cache + label-only, batches of \(decideBatch)", lat, perS: Double(done) / (monotonicMilliseconds() - t0) * 1000,
                     promptTokens: promptTokens, cached: cached)
             }
             let rssAfter = MemoryUsage.current()
@@ -337,7 +339,7 @@ struct Bench: ParsableCommand {
         let pool = engine.context.pool
         var best = 0.0
         for _ in 0..<3 {
-            let t0 = monotonicMs()
+            let t0 = monotonicMilliseconds()
             let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: pool.threadCount)
             pool.parallelChunks(words, granularity: 4096) { part, start, end in
                 let p = base.assumingMemoryBound(to: UInt64.self)
@@ -349,7 +351,7 @@ struct Bench: ParsableCommand {
                 }
                 sink[part] = a ^ b ^ c ^ d
             }
-            let dt = monotonicMs() - t0
+            let dt = monotonicMilliseconds() - t0
             sink.deallocate()
             best = max(best, Double(words * 8) / dt * 1000)
         }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
+import JSONValue
 import Mosquitto
+import Platform
 import SensorPlugins
 import Synchronization
 #if canImport(Glibc)
@@ -65,7 +67,7 @@ extension Bench {
         }
         let replies = Replies()
         let client = try MQTTClient(options: MQTTClientOptions(host: host, port: port, clientID: prefix + "-bench",
-                                                               cleanStart: true, sessionExpiry: 0)) { _, _ in }
+                                                               cleanStart: true, sessionExpiry: 0), logger: Logger(label: "test", handler: { _, _ in }))
         client.setSubscriptions([MQTTSubscription(filter: prefix + "/reply", qos: 1),
                                  MQTTSubscription(filter: prefix + "/status", qos: 1)])
         client.setHandlers(onMessage: { m in
@@ -94,14 +96,14 @@ extension Bench {
         defer {
             // SIGTERM (the daemon drains and says offline), SIGKILL if it is still there after 30 s.
             daemon.signal(SIGTERM)
-            let end = monotonicMs() + 30_000
-            while !exited() && monotonicMs() < end { usleep(10_000) }
+            let end = monotonicMilliseconds() + 30_000
+            while !exited() && monotonicMilliseconds() < end { usleep(10_000) }
             if !exited() { daemon.signal(SIGKILL) }
         }
         eprint("waiting for the daemon…")
         func waitUntil(_ seconds: Double, _ cond: () -> Bool) -> Bool {
-            let end = monotonicMs() + seconds * 1000
-            while monotonicMs() < end {
+            let end = monotonicMilliseconds() + seconds * 1000
+            while monotonicMilliseconds() < end {
                 if cond() { return true }
                 if exited() { return false }
                 usleep(500)
@@ -127,7 +129,7 @@ extension Bench {
 
         // One at a time (the first three warm the route's prefix cache and are not counted).
         var lat: [Double] = [], inner: [Double] = []
-        let t0 = monotonicMs()
+        let t0 = monotonicMilliseconds()
         for (i, p) in prompts.enumerated() {
             let key = "s\(i)"
             let sent = monotonicNanoseconds()
@@ -140,12 +142,12 @@ extension Bench {
                 inner.append(d)
             }
         }
-        row("MQTT round trip, one at a time", lat, inner, perS: Double(prompts.count) / (monotonicMs() - t0) * 1000)
+        row("MQTT round trip, one at a time", lat, inner, perS: Double(prompts.count) / (monotonicMilliseconds() - t0) * 1000)
 
         // All at once: the daemon's queue hands them to the engine in batches.
         let burst = Array(prompts.dropFirst(3))
         var sentAt: [UInt64] = []
-        let b0 = monotonicMs()
+        let b0 = monotonicMilliseconds()
         for (i, p) in burst.enumerated() {
             sentAt.append(monotonicNanoseconds())
             try send("b\(i)", p)
@@ -153,7 +155,7 @@ extension Bench {
         guard waitUntil(600, { replies.at.withLock { m in burst.indices.allSatisfy { m["b\($0)"] != nil } } }) else {
             throw fail(RequestError("not every burst request was answered (daemon log: \(replies.logTail))"))
         }
-        let wall = monotonicMs() - b0
+        let wall = monotonicMilliseconds() - b0
         let got = replies.at.withLock { m in burst.indices.map { m["b\($0)"]! } }
         row("MQTT burst of \(burst.count), batch_max \(max(1, decideBatch))", zip(got, sentAt).map { Double($0.0.0 - $0.1) / 1e6 },
             got.map(\.1), perS: Double(burst.count) / wall * 1000)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitNet
 import ConfigTree
 import Daemon
 import DaemonConfig
@@ -38,8 +39,8 @@ struct CheckConfig: ParsableCommand {
         }
         do {
             let file = try GGUFFile(path: loaded.model.path)
-            if let arch = file.architecture, !GGUFFile.bitnetArchitectures.contains(arch), arch != "llama" {
-                problems.append("\(loaded.model.pathMark): model.path: '\(loaded.model.path)' has architecture '\(arch)', not a BitNet model")
+            if let arch = file.architecture, !BitNetModel.supportedArchitectures.contains(arch) {
+                problems.append("\(loaded.model.pathMark): model.path: '\(loaded.model.path)' has architecture '\(arch)', which this engine does not run (supported: \(BitNetModel.supportedArchitectures.joined(separator: ", ")))")
             }
         } catch {
             problems.append("\(loaded.model.pathMark): model.path: cannot use '\(loaded.model.path)': \(error)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitNet
 import GGUF
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -184,13 +185,13 @@ struct MakeModel: ParsableCommand {
         spec.scaleTensors = scaleTensors
         spec.seed = seed
         do {
-            let t0 = monotonicMs()
+            let t0 = monotonicMilliseconds()
             try ModelFactory.write(spec, to: out) { done, total in
                 if shapes2B4T && (done % 10 == 0 || done == total) {
                     eprint("  \(done)/\(total) tensors")
                 }
             }
-            eprint("wrote \(out) in \(fmt((monotonicMs() - t0) / 1000, 1)) s")
+            eprint("wrote \(out) in \(fmt((monotonicMilliseconds() - t0) / 1000, 1)) s")
         } catch {
             throw fail(error)
         }

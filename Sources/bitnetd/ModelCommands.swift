@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitNet
 import GGUF
+import JSONValue
 import SensorPlugins
 #if canImport(Glibc)
 import Glibc

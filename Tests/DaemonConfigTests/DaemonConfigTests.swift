@@ -329,21 +329,10 @@ extension String {
     func replacingOccurrences(_ a: String, _ b: String) -> String {
         var out = ""
         var rest = Substring(self)
-        while let r = rest.range(of: a) {
+        while let r = rest.firstRange(of: a) {
             out += rest[..<r.lowerBound] + b
             rest = rest[r.upperBound...]
         }
         return out + rest
-    }
-}
-
-extension Substring {
-    func range(of s: String) -> Range<Index>? {
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(s) { return i..<index(i, offsetBy: s.count) }
-            i = index(after: i)
-        }
-        return nil
     }
 }

@@ -3,7 +3,9 @@ import BitNet
 import DaemonConfig
 import Foundation
 import Glibc
+import JSONValue
 import Mosquitto
+import Platform
 import SensorPlugins
 import Synchronization
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Mosquitto
+import Platform
 import Synchronization
 import Testing
 
@@ -59,13 +60,13 @@ final class NotifySocket {
         final class Box: Sendable { let got = Mutex<[MQTTMessage]>([]) }
         let box = Box()
         let receiver = try MQTTClient(options: MQTTClientOptions(host: "127.0.0.1", port: broker.port, clientID: "rx",
-                                                                 cleanStart: true, sessionExpiry: 0)) { _, _ in }
+                                                                 cleanStart: true, sessionExpiry: 0), logger: Logger(label: "test", handler: { _, _ in }))
         receiver.setSubscriptions([MQTTSubscription(filter: "p/#", qos: 1)])
         receiver.setHandlers(onMessage: { m in box.got.withLock { $0.append(m) } }, onConnection: { _, _ in })
         try receiver.start()
         defer { receiver.stop() }
         let sender = try MQTTClient(options: MQTTClientOptions(host: "127.0.0.1", port: broker.port, clientID: "tx",
-                                                               cleanStart: true, sessionExpiry: 0)) { _, _ in }
+                                                               cleanStart: true, sessionExpiry: 0), logger: Logger(label: "test", handler: { _, _ in }))
         try sender.start()
         defer { sender.stop() }
         #expect(poll(timeoutS: 5) { receiver.isConnected && sender.isConnected })
@@ -93,9 +94,8 @@ final class NotifySocket {
         final class Box: Sendable { let lines = Mutex<[String]>([]) }
         let box = Box()
         let client = try MQTTClient(options: MQTTClientOptions(host: "127.0.0.1", port: port, clientID: "nobody",
-                                                               reconnectMinS: 1, reconnectMaxS: 1)) { _, line in
-            box.lines.withLock { $0.append(line) }
-        }
+                                                               reconnectMinS: 1, reconnectMaxS: 1),
+                                    logger: Logger(label: "test", handler: { _, line in box.lines.withLock { $0.append(line) } }))
         try client.start()
         #expect(poll(timeoutS: 5) { box.lines.withLock { $0.filter { $0.contains("cannot connect") }.count >= 2 } })
         // A broker appearing on the port is picked up by the next attempt.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Mosquitto
+import Platform
 import Synchronization
 import Testing
 
@@ -26,7 +27,7 @@ import Testing
         }
         let box = Box()
         let client = try MQTTClient(options: MQTTClientOptions(host: "127.0.0.1", port: broker.port, clientID: "measure",
-                                                               cleanStart: true, sessionExpiry: 0)) { _, _ in }
+                                                               cleanStart: true, sessionExpiry: 0), logger: Logger(label: "test", handler: { _, _ in }))
         client.setSubscriptions([MQTTSubscription(filter: "measure/reply", qos: 1)])
         client.setHandlers(onMessage: { m in
             let key = String(decoding: m.correlationData ?? [], as: UTF8.self)

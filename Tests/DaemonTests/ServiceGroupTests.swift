@@ -1,5 +1,6 @@
 @testable import Daemon
 import Glibc
+import Platform
 import Synchronization
 import Testing
 

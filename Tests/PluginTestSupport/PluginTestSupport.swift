@@ -1,6 +1,7 @@
 import ConfigTree
 import DaemonConfig
 import Foundation
+import Platform
 import SensorPlugins
 import Synchronization
 
@@ -84,7 +85,7 @@ public final class Recorder: Sendable {
         public var time: Double
     }
 
-    private let state = Mutex<(entries: [Entry], logs: [(PluginLogLevel, String)])>(([], []))
+    private let state = Mutex<(entries: [Entry], logs: [(Logger.Level, String)])>(([], []))
 
     public init() {}
 
@@ -94,16 +95,19 @@ public final class Recorder: Sendable {
     public var logs: [String] { state.withLock { $0.logs.map(\.1) } }
 
     public var onReading: PluginHost.ReadingHandler {
-        { s, r in self.state.withLock { $0.entries.append(Entry(plugin: s.name, reading: r, time: monotonicClock())) } }
+        { s, r in self.state.withLock { $0.entries.append(Entry(plugin: s.name, reading: r, time: monotonicSeconds())) } }
     }
 
     public var onError: PluginHost.ErrorHandler {
-        { s, e in self.state.withLock { $0.entries.append(Entry(plugin: s.name, error: e, time: monotonicClock())) } }
+        { s, e in self.state.withLock { $0.entries.append(Entry(plugin: s.name, error: e, time: monotonicSeconds())) } }
     }
 
-    public var log: PluginHost.LogHandler {
+    public var log: Logger.Handler {
         { level, m in self.state.withLock { $0.logs.append((level, m)) } }
     }
+
+    /// A logger whose every line is recorded (for `PluginHost(logger:)`).
+    public var logger: Logger { Logger(label: "test", handler: log) }
 
     public func sink(name: String = "test") -> PluginSink {
         let settings = PluginSettings(id: "test", name: name)
@@ -114,8 +118,8 @@ public final class Recorder: Sendable {
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass; returns whether it held.
 public func poll(timeout: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = monotonicClock() + timeout
-    while monotonicClock() < deadline {
+    let deadline = monotonicSeconds() + timeout
+    while monotonicSeconds() < deadline {
         if condition() { return true }
         try? await Task.sleep(nanoseconds: 20_000_000)
     }

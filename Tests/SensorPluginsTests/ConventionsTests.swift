@@ -1,5 +1,6 @@
 import BuiltinPlugins
 import Foundation
+import Platform
 import PluginTestSupport
 import SensorPlugins
 import Testing

@@ -1,5 +1,6 @@
 import BuiltinPlugins
 import Foundation
+import Platform
 import PluginFileTail
 import PluginLinuxThermal
 import PluginSystem
@@ -53,13 +54,13 @@ struct PluginOverheadTests {
             }
         }
         let rec = Recorder()
-        let host = PluginHost(log: rec.log)
-        let rss0 = rssKiB(), c0 = cpuSeconds(), t0 = monotonicClock()
+        let host = PluginHost(logger: rec.logger)
+        let rss0 = rssKiB(), c0 = cpuSeconds(), t0 = monotonicSeconds()
         host.start(plugins: [SystemPlugin(settings: system.settings), LinuxThermalPlugin(settings: thermal.settings, root: thermal.root),
                              FileTailPlugin(settings: tail.settings, path: dir.file("log"))],
                    onReading: rec.onReading, onError: rec.onError)
         try await Task.sleep(nanoseconds: 30_000_000_000)
-        let cpu = cpuSeconds() - c0, wall = monotonicClock() - t0, rss1 = rssKiB()
+        let cpu = cpuSeconds() - c0, wall = monotonicSeconds() - t0, rss1 = rssKiB()
         host.stop()
         writer.cancel()
         report.append("host, 3 built-ins at 1 s for \(Int(wall)) s: \(rec.readings.count) readings, \(rec.errors.count) errors, "

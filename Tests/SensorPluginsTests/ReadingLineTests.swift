@@ -1,3 +1,4 @@
+import JSONValue
 import SensorPlugins
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Mosquitto
+import Platform
 import Synchronization
 
 // Fixtures for the end-to-end tests: a real mosquitto per test on its own port, the built
@@ -278,7 +279,7 @@ final class Observer: @unchecked Sendable {
         client = try MQTTClient(options: MQTTClientOptions(
             host: "127.0.0.1", port: port, version: version, clientID: "observer-\(UUID().uuidString.prefix(8))",
             cleanStart: true, sessionExpiry: 0, username: username, password: password, tls: tls,
-            reconnectMinS: 1, reconnectMaxS: 1)) { _, _ in }
+            reconnectMinS: 1, reconnectMaxS: 1), logger: Logger(label: "test", handler: { _, _ in }))
         client.setSubscriptions(topics.map { MQTTSubscription(filter: $0, qos: 1) })
         let box = self.box
         client.setHandlers(onMessage: { m in box.received.withLock { $0.append(m) } },

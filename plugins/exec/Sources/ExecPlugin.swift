@@ -1,5 +1,7 @@
 import Dispatch
 import Glibc
+import JSONValue
+import Platform
 import SensorPlugins
 
 /// `exec`: an external program that prints readings on stdout, supervised like Telegraf's `execd`.
@@ -164,7 +166,7 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     private func spawn() {
         guard !stopping, let sink else { return }
         let started: ChildProcess
-        do throws(PluginError) {
+        do throws(SystemError) {
             started = try ChildProcess.spawn(
                 options.command, environment: options.environment, workingDirectory: options.workingDirectory,
                 onOutput: { [self] stream, bytes in
@@ -176,12 +178,12 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         } catch {
             consecutiveExits += 1
             let delay = restartDelay(after: consecutiveExits)
-            sink.error(PluginError(error.code, "\(error.message); retrying in \(JSON.format(delay)) s"))
+            sink.error(PluginError("spawn_failed", "\(error); retrying in \(JSON.format(delay)) s"))
             scheduleRestart(after: delay)
             return
         }
         child = started
-        childStarted = monotonicClock()
+        childStarted = monotonicSeconds()
         lineNumber = 0
         stdoutLines.reset()
         stderrLines.reset()
@@ -227,7 +229,7 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         for piece in stdoutLines.finish() { deliver(piece) }
         for piece in stderrLines.finish() { logStderr(piece) }
         child = nil
-        let ran = monotonicClock() - childStarted
+        let ran = monotonicSeconds() - childStarted
         if stopping {
             sink?.log(.info, "pid \(ended.pid) \(status) on stop")
             stopWaiters.forEach { $0.signal() }

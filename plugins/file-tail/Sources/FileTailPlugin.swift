@@ -1,4 +1,6 @@
 import Glibc
+import JSONValue
+import Platform
 import SensorPlugins
 import Synchronization
 

@@ -1,3 +1,5 @@
+import JSONValue
+import Platform
 import SensorPlugins
 
 /// `linux-thermal`: the kernel's thermal zones, `<root>/sys/class/thermal/thermal_zone*/`.
@@ -39,7 +41,7 @@ public final class LinuxThermalPlugin: SampledSensorPlugin {
             names = zones
         } else {
             do throws(PluginError) {
-                names = try listDirectory(base).filter { $0.hasPrefix("thermal_zone") }
+                names = try listSensorDirectory(base).filter { $0.hasPrefix("thermal_zone") }
                     .sorted { zoneNumber($0) < zoneNumber($1) }
             } catch {
                 sample.errors.append(error)
@@ -53,13 +55,13 @@ public final class LinuxThermalPlugin: SampledSensorPlugin {
         for name in names {
             let dir = base + "/" + name
             do throws(PluginError) {
-                let raw = try readSmallTextFile(dir + "/temp")
+                let raw = try readSensorText(dir + "/temp")
                 guard let milli = Int(raw) else {
                     throw PluginError("bad_value", "\(dir)/temp: expected an integer in milli-°C, got '\(excerpt(Array(raw.utf8), limit: 40))'")
                 }
                 var fields: JSONObject = ["temp_c": .number(Double(milli) / 1000)]
                 // `type` is informative; a zone without it is still a temperature.
-                if let type = try? readSmallTextFile(dir + "/type"), !type.isEmpty {
+                if let type = try? readSensorText(dir + "/type"), !type.isEmpty {
                     fields["type"] = .string(type)
                 }
                 sample.readings.append(Reading(topicSuffix: name, fields: fields, timestamp: time))

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import PluginLinuxThermal
 import PluginTestSupport
 import SensorPlugins

@@ -1,3 +1,5 @@
+import JSONValue
+import Platform
 import SensorPlugins
 import Synchronization
 
@@ -36,7 +38,7 @@ public final class SystemPlugin: SampledSensorPlugin {
         }
         attempt { () throws(PluginError) in
             let path = root.path("/proc/loadavg")
-            let parts = try readSmallTextFile(path).split(separator: " ")
+            let parts = try readSensorText(path).split(separator: " ")
             guard parts.count >= 3, let l1 = Double(parts[0]), let l5 = Double(parts[1]), let l15 = Double(parts[2]) else {
                 throw PluginError("bad_value", "\(path): expected three load averages, got '\(excerpt(Array(parts.joined(separator: " ").utf8), limit: 60))'")
             }
@@ -47,7 +49,7 @@ public final class SystemPlugin: SampledSensorPlugin {
         attempt { () throws(PluginError) in
             let path = root.path("/proc/meminfo")
             var kB: [Substring: UInt64] = [:]
-            for line in try readSmallTextFile(path).split(separator: "\n") {
+            for line in try readSensorText(path).split(separator: "\n") {
                 let words = line.split(separator: " ", omittingEmptySubsequences: true)
                 if words.count >= 2, words[0].hasSuffix(":"), let v = UInt64(words[1]) { kB[words[0].dropLast()] = v }
             }
@@ -63,7 +65,7 @@ public final class SystemPlugin: SampledSensorPlugin {
         }
         attempt { () throws(PluginError) in
             let path = root.path("/proc/uptime")
-            let text = try readSmallTextFile(path)
+            let text = try readSensorText(path)
             guard let first = text.split(separator: " ").first, let up = Double(first), up >= 0 else {
                 throw PluginError("bad_value", "\(path): expected seconds since boot, got '\(excerpt(Array(text.utf8), limit: 60))'")
             }
@@ -71,7 +73,7 @@ public final class SystemPlugin: SampledSensorPlugin {
         }
         attempt { () throws(PluginError) in
             let path = root.path("/proc/stat")
-            let text = try readSmallTextFile(path)
+            let text = try readSensorText(path)
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else {
                 throw PluginError("bad_value", "\(path): no 'cpu' line")
             }

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// A child process in its own process group, with its stdout and stderr on pipes — a thin wrapper
-/// over `posix_spawn(3)`, `waitid(2)` and `kill(2)` for the `exec` plugin.
+/// over `posix_spawn(3)`, `waitid(2)` and `kill(2)` for the `exec` plugin and `bench --mqtt`.
 ///
 /// Spawn details and why:
 /// - an empty signal mask and default dispositions for all signals
@@ -55,17 +55,17 @@ public final class ChildProcess: Sendable {
     }
 
     /// Starts `argv` (`argv[0]` is searched in `PATH` when it has no `/`). `environment` replaces
-    /// the child's environment when given (`NAME=value` strings). Throws `spawn_failed` with the
-    /// errno text (`No such file or directory`, `Permission denied`, …).
+    /// the child's environment when given (`NAME=value` strings). Throws a `SystemError` naming
+    /// `argv[0]` and the errno text (`No such file or directory`, `Permission denied`, …).
     ///
     /// `onOutput` and then `onExit` are called on the child's own thread; they should hand the
     /// data on (e.g. to a queue) and return.
     public static func spawn(_ argv: [String], environment: [String]?, workingDirectory: String?,
                              onOutput: @escaping @Sendable (Stream, [UInt8]) -> Void,
-                             onExit: @escaping @Sendable (Status) -> Void) throws(PluginError) -> ChildProcess {
+                             onExit: @escaping @Sendable (Status) -> Void) throws(SystemError) -> ChildProcess {
         precondition(!argv.isEmpty)
-        func fail(_ what: String, _ code: Int32) -> PluginError {
-            PluginError("spawn_failed", "\(argv[0]): \(what): \(errnoDescription(code))")
+        func fail(_ what: String, _ code: Int32) -> SystemError {
+            SystemError("posix_spawn", path: argv[0], detail: what, code: code)
         }
         let out = try makePipe()
         let err: (read: Int32, write: Int32)
@@ -88,7 +88,8 @@ public final class ChildProcess: Sendable {
         if let dir = workingDirectory {
             guard let chdir = GNU.addChdir else {
                 close(out.read); close(out.write); close(err.read); close(err.write)
-                throw PluginError("spawn_failed", "\(argv[0]): working_dir needs glibc 2.29 or newer")
+                throw SystemError("posix_spawn_file_actions_addchdir_np", path: argv[0],
+                                  detail: "working_dir needs glibc 2.29 or newer", code: 0)
             }
             _ = dir.withCString { chdir(&actions, $0) }
         }
@@ -184,9 +185,9 @@ public final class ChildProcess: Sendable {
             }
             if ready == 0 {
                 if let t = exitedAt {
-                    if monotonicClock() - t > 2 { break }
+                    if monotonicSeconds() - t > 2 { break }
                 } else if hasExited() {
-                    exitedAt = monotonicClock()
+                    exitedAt = monotonicSeconds()
                     signal(SIGKILL)
                 }
             }
@@ -266,7 +267,7 @@ public func currentEnvironment() -> [String] {
     return out
 }
 
-private func makePipe() throws(PluginError) -> (read: Int32, write: Int32) {
+private func makePipe() throws(SystemError) -> (read: Int32, write: Int32) {
     var fds: [Int32] = [-1, -1]
     let rc: Int32
     if let pipe2 = GNU.pipe2 {
@@ -275,7 +276,7 @@ private func makePipe() throws(PluginError) -> (read: Int32, write: Int32) {
         rc = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress!) }
         if rc == 0 { for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
     }
-    if rc != 0 { throw PluginError("spawn_failed", "cannot create a pipe: \(errnoDescription(errno))") }
+    if rc != 0 { throw SystemError("pipe2", detail: "cannot create a pipe", code: errno) }
     return (fds[0], fds[1])
 }
 

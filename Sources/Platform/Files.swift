@@ -1,10 +1,10 @@
 import Glibc
 
-/// Thin wrappers over the few file calls the built-in plugins need, with errors that name the
-/// path and the errno text (`read_failed: /sys/class/thermal/thermal_zone1/temp: Is a directory`).
+/// Thin wrappers over the few file calls the daemon and the built-in plugins need, with errors
+/// that name the path and the errno text (`/sys/class/thermal/thermal_zone1/temp: Is a directory`).
 ///
-/// Every hardware path is resolved under a configurable root (`root:` in a plugin's section,
-/// default `/`), so tests run against fake `/sys` and `/proc` trees (STYLE.md guideline 9).
+/// Hardware paths are resolved under a configurable root (`root:` in a plugin's section, default
+/// `/`), so tests run against fake `/sys` and `/proc` trees (STYLE.md guideline 9).
 public struct FileSystemRoot: Sendable, Equatable {
     /// Absolute or relative directory; `/` for the real system.
     public let root: String
@@ -22,19 +22,21 @@ public struct FileSystemRoot: Sendable, Equatable {
     }
 }
 
-/// Reads a whole small file (sysfs and procfs files report size 0, so it reads until EOF).
-/// Throws `read_failed` with the errno text.
-public func readSmallFile(_ path: String, maxBytes: Int = 1 << 20) throws(PluginError) -> [UInt8] {
+/// Reads a whole file, at most `maxBytes` of it (sysfs and procfs files report size 0, so it
+/// reads until EOF). A file longer than `maxBytes` comes back cut at `maxBytes + 1` bytes, so the
+/// caller can tell "too large" from "exactly the limit".
+public func readFile(_ path: String, maxBytes: Int = 1 << 20) throws(SystemError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { throw PluginError("read_failed", "\(path): \(errnoDescription(errno))") }
+    if fd < 0 { throw SystemError("open", path: path, code: errno) }
     defer { close(fd) }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while out.count < maxBytes {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while out.count <= maxBytes {
+        let want = min(chunk.count, maxBytes + 1 - out.count)
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
         if n < 0 {
             if errno == EINTR { continue }
-            throw PluginError("read_failed", "\(path): \(errnoDescription(errno))")
+            throw SystemError("read", path: path, code: errno)
         }
         if n == 0 { break }
         out += chunk[0..<n]
@@ -42,9 +44,9 @@ public func readSmallFile(_ path: String, maxBytes: Int = 1 << 20) throws(Plugin
     return out
 }
 
-/// A small text file with surrounding whitespace removed.
-public func readSmallTextFile(_ path: String) throws(PluginError) -> String {
-    let bytes = try readSmallFile(path)
+/// A small text file with surrounding whitespace removed (invalid UTF-8 repaired).
+public func readSmallTextFile(_ path: String) throws(SystemError) -> String {
+    let bytes = try readFile(path)
     let text = String(decoding: bytes, as: UTF8.self)
     var start = text.startIndex, end = text.endIndex
     while start < end, text[start].isWhitespace { start = text.index(after: start) }
@@ -52,10 +54,9 @@ public func readSmallTextFile(_ path: String) throws(PluginError) -> String {
     return String(text[start..<end])
 }
 
-/// Names in a directory (without `.` and `..`), sorted; throws `read_failed` when it cannot be
-/// listed.
-public func listDirectory(_ path: String) throws(PluginError) -> [String] {
-    guard let dir = opendir(path) else { throw PluginError("read_failed", "\(path): \(errnoDescription(errno))") }
+/// Names in a directory (without `.` and `..`), sorted.
+public func listDirectory(_ path: String) throws(SystemError) -> [String] {
+    guard let dir = opendir(path) else { throw SystemError("opendir", path: path, code: errno) }
     defer { closedir(dir) }
     var names: [String] = []
     while let entry = readdir(dir) {

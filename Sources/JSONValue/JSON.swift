@@ -1,6 +1,6 @@
 /// A JSON value (RFC 8259). Objects keep their key order so documents we write read the way
-/// DESIGN.md §8 lists their fields. This is the value type of readings and of MQTT payloads; it
-/// lives here, the lowest Swift module that needs it, so the daemon and the plugins share it.
+/// DESIGN.md §8 lists their fields. This is the value type of readings and of MQTT payloads, in a
+/// module of its own (no dependencies) so the daemon, the plugins and the command line share it.
 public enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)

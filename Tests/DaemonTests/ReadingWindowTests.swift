@@ -1,3 +1,5 @@
+import Daemon
+import JSONValue
 import SensorPlugins
 import Testing
 

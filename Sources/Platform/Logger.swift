@@ -4,7 +4,12 @@ import Synchronization
 /// A small logger with swift-log's shape: a label, levels, metadata; one process-wide handler
 /// (stderr, which systemd sends to the journal) chosen by the executable. Lines carry a syslog
 /// priority prefix (`<3>`) when stderr is the journal, so `journalctl -p err` works.
+///
+/// Libraries take a `Logger` (the plugin host, the MQTT client); a logger made with its own
+/// `handler` sends every level there instead (tests record what a component logs that way).
 public struct Logger: Sendable {
+    public typealias Handler = @Sendable (Level, String) -> Void
+
     public enum Level: Int, Sendable, Comparable, CaseIterable {
         case trace, debug, info, notice, warning, error, critical
 
@@ -28,9 +33,13 @@ public struct Logger: Sendable {
     }
 
     public let label: String
+    private let handler: Handler?
 
-    public init(label: String) {
+    /// `handler`: where this logger's messages go (every level, without the label); nil for the
+    /// process-wide handler, filtered by `Logger.level`.
+    public init(label: String, handler: Handler? = nil) {
         self.label = label
+        self.handler = handler
     }
 
     /// Process-wide minimum level (changed on SIGHUP when `log.level` changes).
@@ -45,11 +54,17 @@ public struct Logger: Sendable {
     }
 
     public func log(_ level: Level, _ message: @autoclosure () -> String, _ metadata: KeyValuePairs<String, String> = [:]) {
+        if let handler {
+            var line = message()
+            for (k, v) in metadata { line += " \(k)=\(v)" }
+            handler(level, line)
+            return
+        }
         guard level >= Logger.level else { return }
         var line = "\(label): \(message())"
         for (k, v) in metadata { line += " \(k)=\(v)" }
-        let handler = Logger.sink.withLock { $0 }
-        handler(level, line)
+        let sink = Logger.sink.withLock { $0 }
+        sink(level, line)
     }
 
     public func trace(_ m: @autoclosure () -> String) { log(.trace, m()) }
@@ -75,20 +90,4 @@ public struct Logger: Sendable {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
-}
-
-/// UTC time as `2026-11-29T14:27:01.123Z`.
-public func isoTimestamp(_ seconds: Double? = nil) -> String {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    let now = seconds ?? (Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9)
-    var t = time_t(now.rounded(.down))
-    let ms = Int((now - Double(t)) * 1000) % 1000
-    var tm = tm()
-    gmtime_r(&t, &tm)
-    func pad(_ v: Int32, _ n: Int) -> String {
-        let s = String(v)
-        return String(repeating: "0", count: max(0, n - s.count)) + s
-    }
-    return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
 }
