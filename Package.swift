@@ -42,6 +42,7 @@ let package = Package(
         .target(name: "Platform"),
         .target(name: "JSONValue"),
         .target(name: "ConfigTree"),
+        .target(name: "Services", dependencies: ["Platform"]),
 
         // MARK: Engine
         .target(name: "GGUF"),
@@ -53,7 +54,7 @@ let package = Package(
         .target(name: "SensorPlugins", dependencies: ["ConfigTree", "Platform", "JSONValue"]),
         .target(
             name: "Daemon",
-            dependencies: ["Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto", "SensorPlugins",
+            dependencies: ["Platform", "JSONValue", "ConfigTree", "Services", "DaemonConfig", "Mosquitto", "SensorPlugins",
                            "BuiltinPlugins", "BitNet", "GGUF"]
         ),
         .executableTarget(
@@ -70,6 +71,7 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["CTernaryKernels"]),
         .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
         .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "Platform"]),
         .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
                                                         "SensorPlugins", "TestSupport"]),

@@ -5,12 +5,13 @@ import Glibc
 import Mosquitto
 import Platform
 import SensorPlugins
+import Services
 
 /// The process around `DaemonCore`: signals, configuration, start-up checks, the engine, the
 /// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
 ///
-/// The engine is loaded first; then the services start in dependency order (MQTT, inference
-/// thread) and stop in reverse:
+/// The engine is loaded first; then the services (`Services/`) start in dependency order (MQTT,
+/// inference thread, plugins, stats, watchdog) and stop in reverse:
 /// SIGTERM/SIGINT → finish (or, after `queue.drain_timeout_s`, error) every queued job → refuse
 /// late arrivals → retained `offline` → DISCONNECT. Subscriptions are kept so a persistent session
 /// collects requests while the daemon is down. SIGHUP re-reads the configuration; a bad one is reported and
@@ -58,42 +59,35 @@ public enum DaemonRunner {
         }
         logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
 
+        // Nothing is built in a circle: the client first (no handlers yet), the message path on
+        // top of it, then the client's handlers aimed at the intake.
         let notifier = SystemdNotifier()
-        let core = DaemonCore(config: config, backend: engine, transport: NullTransport())
-        if let hold = getenv("BITNETD_TEST_HOLD_JOBS") { core.holdWhileExists = String(cString: hold) }
-        let mqtt: MQTTService
+        let client: MQTTClient
         do {
-            let client = try makeClient(config.mqtt, core: core)
-            core.replaceTransport(client)
-            mqtt = MQTTService(client: client, core: core, logger: logger)
+            client = try makeClient(config.mqtt)
         } catch {
             logger.critical("\(error)")
             return 3
         }
+        let core = DaemonCore(config: config, backend: engine, transport: client)
+        if let hold = getenv("BITNETD_TEST_HOLD_JOBS") { core.inference.holdWhileExists = String(cString: hold) }
+        connect(client, to: core, config.mqtt)
+        let mqtt = MQTTService(client: client, core: core, logger: Logger(label: "mqtt"))
         // Dependency order: answers need the broker connection, so MQTT starts first and stops last;
-        // plugins feed readings to both, so they start last and stop first.
+        // plugins feed readings to both, so they start after them and stop before them.
         let pluginService = PluginService(core: core, plugins: plugins)
-        let group = ServiceGroup(services: [mqtt, InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS }),
-                                            pluginService],
-                                 logger: logger)
+        let group = ServiceGroup(services: [
+            mqtt,
+            InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS }),
+            pluginService,
+            StatsService(core: core),
+            WatchdogService(notifier: notifier),
+        ], logger: logger)
         var current = config
-        var lastStats = monotonicNanoseconds()
-        var lastWatchdog = monotonicNanoseconds()
         group.onReload = {
             notifier.notify("RELOADING=1")
             if let updated = reload(configPath, current: current, core: core, mqtt: mqtt, plugins: pluginService) { current = updated }
             notifier.notify("READY=1")
-        }
-        group.onTick = {
-            let now = monotonicNanoseconds()
-            if current.stats.intervalS > 0, now - lastStats >= UInt64(current.stats.intervalS) * 1_000_000_000 {
-                lastStats = now
-                core.publishStats()
-            }
-            if let w = notifier.watchdogIntervalS, Double(now - lastWatchdog) / 1e9 >= w {
-                lastWatchdog = now
-                notifier.notify("WATCHDOG=1")
-            }
         }
         group.onStopping = { notifier.notify("STOPPING=1") }
 
@@ -107,7 +101,7 @@ public enum DaemonRunner {
         do {
             try group.run()
         } catch {
-            logger.critical("cannot start: \(error)")
+            logger.critical("\(error)")
             return 3
         }
         logger.info("stopped")
@@ -176,20 +170,25 @@ public enum DaemonRunner {
             reconnectMinS: m.reconnectMinS, reconnectMaxS: m.reconnectMaxS)
     }
 
-    static func makeClient(_ m: MQTTConfig, core: DaemonCore) throws -> MQTTClient {
+    static func makeClient(_ m: MQTTConfig) throws -> MQTTClient {
+        try MQTTClient(options: clientOptions(m), logger: Logger(label: "mqtt"))
+    }
+
+    /// Aims the client's handlers at the message path: messages to the intake, (re)connects to
+    /// the publisher (retained `online`, discovery).
+    static func connect(_ client: MQTTClient, to core: DaemonCore, _ m: MQTTConfig) {
         let mqttLogger = Logger(label: "mqtt")
-        let client = try MQTTClient(options: clientOptions(m), logger: mqttLogger)
+        let (intake, publisher) = (core.intake, core.publisher)
         client.setHandlers(
-            onMessage: { [weak core] message in core?.handle(message) },
-            onConnection: { [weak core] up, detail in
+            onMessage: { message in intake.handle(message) },
+            onConnection: { up, detail in
                 if up {
                     mqttLogger.info("connected to \(m.host):\(m.port)")
-                    core?.connected()
+                    publisher.connected()
                 } else {
                     mqttLogger.warning("not connected: \(detail)")
                 }
             })
-        return client
     }
 
     /// SIGHUP: the new configuration or nil (reported, old one kept).
@@ -223,7 +222,8 @@ public enum DaemonRunner {
         pluginService.replace(with: plugins)
         if updated.mqtt != current.mqtt {
             do {
-                let fresh = try makeClient(updated.mqtt, core: core)
+                let fresh = try makeClient(updated.mqtt)
+                connect(fresh, to: core, updated.mqtt)
                 logger.info("SIGHUP: MQTT settings changed; reconnecting to \(updated.mqtt.host):\(updated.mqtt.port)")
                 try mqtt.replace(with: fresh)
             } catch {
@@ -243,12 +243,4 @@ public struct Int32Error: Error {
 struct StartupError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-/// Stands in before the broker client exists; drops everything.
-final class NullTransport: MQTTTransport {
-    var version: MQTTVersion { .v5 }
-    var isConnected: Bool { false }
-    func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool, properties: MQTTPublishProperties) throws(MQTTError) {}
-    func setSubscriptions(_ subscriptions: [MQTTSubscription]) {}
 }

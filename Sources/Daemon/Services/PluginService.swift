@@ -1,26 +1,11 @@
-import BuiltinPlugins
-import ConfigTree
-import DaemonConfig
 import Platform
 import SensorPlugins
+import Services
 import Synchronization
 
-/// Builds the configured sensor plugins from the built-in registry (DESIGN.md §6).
-public enum PluginSetup {
-    /// The plugins of `config.plugins`, or every problem as a `ConfigError`
-    /// (`FILE:LINE:COL: plugins[i].key: message`), for `run`, SIGHUP and `check-config`.
-    public static func build(_ config: BitnetdConfig) -> Result<[any SensorPlugin], ConfigErrors> {
-        do throws(ConfigErrors) {
-            return .success(try BuiltinPlugins.registry.makePlugins(config.plugins.map(\.node)))
-        } catch {
-            return .failure(error)
-        }
-    }
-}
-
-/// The plugin host as a service: starts after MQTT (readings are published and decided on), stops
-/// before the inference thread and MQTT. `replace` swaps in a new host with a new plugin list
-/// (SIGHUP).
+/// The sensor plugins as a service: starts after MQTT and the inference worker (readings are
+/// published and decided on), stops before them. `replace` swaps in a new host with a new plugin
+/// list (SIGHUP). A plugin that fails keeps being restarted by its host; it never ends the group.
 final class PluginService: Service {
     let name = "plugins"
     private let core: DaemonCore
@@ -32,13 +17,21 @@ final class PluginService: Service {
         state = Mutex((nil, plugins, false))
     }
 
-    func start() throws {
+    func run(_ context: ServiceContext) throws {
         let plugins = state.withLock { s -> [any SensorPlugin] in
             s.running = true
             return s.plugins
         }
         let host = launch(plugins)
         state.withLock { $0.host = host }
+        context.ready()
+        context.waitForShutdown()
+        let old = state.withLock { s -> PluginHost? in
+            s.running = false
+            defer { s.host = nil }
+            return s.host
+        }
+        old?.stop()
     }
 
     /// Stops the running host and starts a new one with `plugins`.
@@ -55,25 +48,16 @@ final class PluginService: Service {
         state.withLock { $0.host = host }
     }
 
-    func stop() {
-        let old = state.withLock { s -> PluginHost? in
-            s.running = false
-            defer { s.host = nil }
-            return s.host
-        }
-        old?.stop()
-    }
-
     private func launch(_ plugins: [any SensorPlugin]) -> PluginHost? {
         guard !plugins.isEmpty else { return nil }
         let host = PluginHost(logger: logger)
-        let core = self.core
+        let (intake, publisher) = (core.intake, core.publisher)
         host.start(plugins: plugins, onReading: { settings, reading in
-            let topic = settings.topic(for: reading, prefix: core.config.mqtt.topicPrefix)
-            if settings.publish { core.publish(reading: reading, topic: topic) }
-            core.handle(reading: reading, topic: topic)
+            let topic = settings.topic(for: reading, prefix: intake.config.mqtt.topicPrefix)
+            if settings.publish { publisher.publish(reading: reading, topic: topic) }
+            intake.handle(reading: reading, topic: topic)
         }, onError: { settings, error in
-            core.publishPluginError(settings, error)
+            publisher.publishPluginError(settings, error)
         })
         return host
     }

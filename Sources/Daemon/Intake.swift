@@ -1,0 +1,134 @@
+import DaemonConfig
+import JSONValue
+import Mosquitto
+import Platform
+import SensorPlugins
+import Synchronization
+
+/// The front of the message path: an MQTT message or a plugin reading → the routes it matches →
+/// a rendered prompt → a job in the bounded queue. Owns the router and the reading windows of
+/// `input: plugin` routes. What cannot become a job (bad input, a full queue, a stopping daemon)
+/// is answered through the publisher at once.
+///
+/// Thread-safe: `handle(_:)` runs on the MQTT network thread, `handle(reading:topic:)` on plugin
+/// queues, `apply` on the main thread (SIGHUP).
+public final class Intake: Sendable {
+    private struct State {
+        var router: Router
+        var config: BitnetdConfig
+        var accepting = true
+        /// Reading windows of `input: plugin` routes, per route and reading topic.
+        var windows: [String: ReadingWindow] = [:]
+    }
+
+    private let state: Mutex<State>
+    private let queue: JobQueue
+    private let publisher: Publisher
+    private let stats: Stats
+    private let logger = Logger(label: "bitnetd")
+    private let nextID = Atomic<UInt64>(1)
+
+    public init(config: BitnetdConfig, queue: JobQueue, publisher: Publisher, stats: Stats) {
+        state = Mutex(State(router: Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes), config: config))
+        self.queue = queue
+        self.publisher = publisher
+        self.stats = stats
+    }
+
+    public var config: BitnetdConfig { state.withLock { $0.config } }
+    public var subscriptions: [MQTTSubscription] { state.withLock { $0.router.subscriptions } }
+
+    /// A reloaded configuration: routes, limits, queue size and policy; windows start afresh.
+    public func apply(_ config: BitnetdConfig) {
+        state.withLock { s in
+            s.router = Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes)
+            s.config = config
+            s.windows = [:]
+        }
+        queue.reconfigure(capacity: config.queue.size, policy: config.queue.overflow)
+    }
+
+    /// From now on every input is answered `shutting_down` (after the drain).
+    public func stopAccepting() { state.withLock { $0.accepting = false } }
+
+    // MARK: Inputs
+
+    public func handle(_ message: MQTTMessage) {
+        stats.received()
+        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let routes = router.matchingRoutes(topic: message.topic)
+        if routes.isEmpty {
+            logger.debug("no route for topic \(message.topic)")
+            return
+        }
+        for route in routes {
+            guard accepting else {
+                publisher.publishError(route: route, inputTopic: message.topic, BadInput("shutting_down", "the daemon is stopping"),
+                                       responseTopic: message.responseTopic, correlation: message.correlationData)
+                continue
+            }
+            switch router.prepare(route: route, message: message) {
+            case .failure(let bad):
+                publisher.publishError(route: route, inputTopic: message.topic, bad, responseTopic: message.responseTopic,
+                                       correlation: message.correlationData)
+            case .success(let (prompt, output)):
+                let expires = message.messageExpiry.map { message.receivedAt + UInt64($0) * 1_000_000_000 }
+                let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
+                              inputTopic: message.topic, replyTopic: message.responseTopic ?? output,
+                              isResponse: message.responseTopic != nil, correlationData: message.correlationData,
+                              receivedAt: message.receivedAt, expiresAt: expires)
+                enqueue(job)
+            }
+        }
+    }
+
+    /// A sensor reading fed straight into the routes (DESIGN.md §6 "Readings go into routes
+    /// directly"): each `input: plugin` route whose filter matches `topic` gets it like a message
+    /// on `topic` whose payload is the reading's fields; a windowed route first adds it to its
+    /// window (one per route and topic) and renders `{{window.…}}` from that.
+    public func handle(reading: Reading, topic: String) {
+        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let routes = router.readingRoutes(topic: topic)
+        guard !routes.isEmpty, accepting else { return }
+        let payload = Array(JSON.object(reading.fields).serialized.utf8)
+        let message = MQTTMessage(topic: topic, payload: payload)
+        for route in routes {
+            var window: ReadingWindow?
+            if let w = route.window {
+                let key = route.name + "\u{0}" + topic
+                window = state.withLock { s -> ReadingWindow in
+                    var win = s.windows[key] ?? ReadingWindow(maxCount: w.count, span: w.spanS)
+                    win.append(reading, now: wallClock())
+                    s.windows[key] = win
+                    return win
+                }
+            }
+            switch router.prepare(route: route, message: message, window: window) {
+            case .failure(let bad):
+                publisher.publishError(route: route, inputTopic: topic, bad, responseTopic: nil, correlation: nil)
+            case .success(let (prompt, output)):
+                let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
+                              inputTopic: topic, replyTopic: output, isResponse: false, correlationData: nil,
+                              receivedAt: monotonicNanoseconds(), expiresAt: nil)
+                enqueue(job)
+            }
+        }
+    }
+
+    func enqueue(_ job: Job) {
+        switch queue.push(job) {
+        case .queued:
+            break
+        case .rejected(let j):
+            stats.dropped()
+            let (accepting, size) = state.withLock { ($0.accepting, $0.config.queue.size) }
+            let bad = accepting
+                ? BadInput("queue_full", "the job queue is full (\(size) jobs; queue.overflow: reject)")
+                : BadInput("shutting_down", "the daemon is stopping")
+            publisher.fail(j, bad)
+        case .evicted(let old):
+            stats.dropped()
+            publisher.fail(old, BadInput("dropped", "dropped from a full queue to make room for a newer message (queue.overflow: drop_oldest)"))
+        }
+    }
+}

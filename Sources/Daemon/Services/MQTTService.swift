@@ -1,0 +1,53 @@
+import Mosquitto
+import Platform
+import Services
+import Synchronization
+
+/// The broker connection as a service: started first and stopped last, so every answer has a
+/// connection. On shutdown it publishes the final stats and the retained `offline`, waits for the
+/// acknowledgements, and disconnects (so the will is not sent). A lost connection is retried by
+/// the client; it never ends the group.
+final class MQTTService: Service {
+    let name = "mqtt"
+    private let current: Mutex<MQTTClient>
+    private let core: DaemonCore
+    private let logger: Logger
+
+    init(client: MQTTClient, core: DaemonCore, logger: Logger) {
+        current = Mutex(client)
+        self.core = core
+        self.logger = logger
+    }
+
+    var client: MQTTClient { current.withLock { $0 } }
+
+    func run(_ context: ServiceContext) throws {
+        let c = client
+        c.setSubscriptions(core.subscriptions)
+        try c.start()
+        context.ready()
+        context.waitForShutdown()
+        let last = client
+        core.publishStats()
+        core.publisher.publishOffline()
+        if !last.waitForPublishes(timeoutS: 5) {
+            logger.warning("some messages were not acknowledged by the broker before disconnecting")
+        }
+        last.stop()
+    }
+
+    /// Replaces the client (changed MQTT settings): the old one disconnects cleanly, without
+    /// unsubscribing, so a session with the same client id is resumed by the new one.
+    func replace(with fresh: MQTTClient) throws {
+        let old = current.withLock { c -> MQTTClient in
+            let old = c
+            c = fresh
+            return old
+        }
+        _ = old.waitForPublishes(timeoutS: 2)
+        old.stop()
+        core.publisher.replaceTransport(fresh)
+        fresh.setSubscriptions(core.subscriptions)
+        try fresh.start()
+    }
+}
