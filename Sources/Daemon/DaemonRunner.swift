@@ -81,6 +81,7 @@ public enum DaemonRunner {
             InferenceService(core: core, drainTimeoutS: { core.config.queue.drainTimeoutS }),
             pluginService,
             StatsService(core: core),
+            OutboxService(publisher: core.publisher),
             WatchdogService(notifier: notifier),
         ], logger: logger)
         var current = config

@@ -15,6 +15,7 @@ import Synchronization
 public final class Intake: Sendable {
     private struct State {
         var router: Router
+        var guard_: TopicGuard
         var config: BitnetdConfig
         var accepting = true
         /// Reading windows of `input: plugin` routes, per route and reading topic.
@@ -29,7 +30,8 @@ public final class Intake: Sendable {
     private let nextID = Atomic<UInt64>(1)
 
     public init(config: BitnetdConfig, queue: JobQueue, publisher: Publisher, stats: Stats) {
-        state = Mutex(State(router: Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes), config: config))
+        state = Mutex(State(router: Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes),
+                            guard_: TopicGuard(config: config), config: config))
         self.queue = queue
         self.publisher = publisher
         self.stats = stats
@@ -42,6 +44,7 @@ public final class Intake: Sendable {
     public func apply(_ config: BitnetdConfig) {
         state.withLock { s in
             s.router = Router(routes: config.routes, maxPayloadBytes: config.limits.maxPayloadBytes)
+            s.guard_ = TopicGuard(config: config)
             s.config = config
             s.windows = [:]
         }
@@ -55,13 +58,20 @@ public final class Intake: Sendable {
 
     public func handle(_ message: MQTTMessage) {
         stats.received()
-        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let (router, topics, accepting) = state.withLock { ($0.router, $0.guard_, $0.accepting) }
         let routes = router.matchingRoutes(topic: message.topic)
         if routes.isEmpty {
             logger.debug("no route for topic \(message.topic)")
             return
         }
         for route in routes {
+            // A response topic the daemon will not write to gets no answer there: the refusal
+            // goes to the error topic only.
+            if let r = message.responseTopic, let refused = topics.responseTopicProblem(r, route: route) {
+                publisher.publishError(route: route, inputTopic: message.topic, refused, responseTopic: nil,
+                                       correlation: message.correlationData)
+                continue
+            }
             guard accepting else {
                 publisher.publishError(route: route, inputTopic: message.topic, BadInput("shutting_down", "the daemon is stopping"),
                                        responseTopic: message.responseTopic, correlation: message.correlationData)
@@ -72,6 +82,11 @@ public final class Intake: Sendable {
                 publisher.publishError(route: route, inputTopic: message.topic, bad, responseTopic: message.responseTopic,
                                        correlation: message.correlationData)
             case .success(let (prompt, output)):
+                if message.responseTopic == nil, let refused = topics.outputTopicProblem(output, route: route) {
+                    publisher.publishError(route: route, inputTopic: message.topic, refused, responseTopic: nil,
+                                           correlation: message.correlationData)
+                    continue
+                }
                 let expires = message.messageExpiry.map { message.receivedAt + UInt64($0) * 1_000_000_000 }
                 let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
                               inputTopic: message.topic, replyTopic: message.responseTopic ?? output,
@@ -87,7 +102,7 @@ public final class Intake: Sendable {
     /// on `topic` whose payload is the reading's fields; a windowed route first adds it to its
     /// window (one per route and topic) and renders `{{window.…}}` from that.
     public func handle(reading: Reading, topic: String) {
-        let (router, accepting) = state.withLock { ($0.router, $0.accepting) }
+        let (router, topics, accepting) = state.withLock { ($0.router, $0.guard_, $0.accepting) }
         let routes = router.readingRoutes(topic: topic)
         guard !routes.isEmpty, accepting else { return }
         let payload = Array(JSON.object(reading.fields).serialized.utf8)
@@ -107,9 +122,13 @@ public final class Intake: Sendable {
             case .failure(let bad):
                 publisher.publishError(route: route, inputTopic: topic, bad, responseTopic: nil, correlation: nil)
             case .success(let (prompt, output)):
+                if let refused = topics.outputTopicProblem(output, route: route) {
+                    publisher.publishError(route: route, inputTopic: topic, refused, responseTopic: nil, correlation: nil)
+                    continue
+                }
                 let job = Job(id: nextID.add(1, ordering: .relaxed).oldValue, route: route, prompt: prompt,
                               inputTopic: topic, replyTopic: output, isResponse: false, correlationData: nil,
-                              receivedAt: monotonicNanoseconds(), expiresAt: nil)
+                              receivedAt: monotonicNanoseconds(), expiresAt: nil, fromReading: true)
                 enqueue(job)
             }
         }
@@ -127,8 +146,12 @@ public final class Intake: Sendable {
                 : BadInput("shutting_down", "the daemon is stopping")
             publisher.fail(j, bad)
         case .evicted(let old):
-            stats.dropped()
-            publisher.fail(old, BadInput("dropped", "dropped from a full queue to make room for a newer message (queue.overflow: drop_oldest)"))
+            if old.fromReading { stats.droppedReading() } else { stats.dropped() }
+            let why = old.route.name == job.route.name
+                ? (old.fromReading ? "an older reading dropped for a newer one (its route's share of the queue is full)"
+                                   : "dropped from a full queue to make room for a newer message (queue.overflow: drop_oldest)")
+                : "dropped to make room for route \(job.route.name): route \(old.route.name) had the most queued jobs"
+            publisher.fail(old, BadInput("dropped", why))
         }
     }
 }

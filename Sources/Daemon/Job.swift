@@ -16,6 +16,9 @@ public struct Job: Sendable {
     public var receivedAt: UInt64
     /// `CLOCK_MONOTONIC` ns after which the job must not be computed (MQTT 5 message expiry).
     public var expiresAt: UInt64?
+    /// A plugin reading, not an MQTT message: when its route's lane is full the oldest reading
+    /// goes (newest kept), counted in `dropped_readings`.
+    public var fromReading = false
 }
 
 /// Why an input could not be turned into a job; the `code` is the `error` field of the error
@@ -31,6 +34,7 @@ public struct BadInput: Error, Sendable, Equatable {
 
     public static let codes = [
         "not_json", "missing_field", "wrong_type", "oversize", "invalid_utf8", "expired", "queue_full",
-        "dropped", "shutting_down", "inference_failed",
+        "dropped", "shutting_down", "inference_failed", "invalid_response_topic", "response_topic_refused",
+        "invalid_output_topic", "output_topic_refused",
     ]
 }

@@ -35,15 +35,20 @@ public enum Payloads {
         ])
     }
 
-    public static func error(route: String?, inputTopic: String, error: String, detail: String, ts: String) -> JSON {
-        .object([
+    /// `suppressed`: documents of the same (route or plugin, error) left out since the last one
+    /// (rate limit, docs/daemon.md); the field is present only when it is not 0.
+    public static func error(route: String?, inputTopic: String, error: String, detail: String, ts: String,
+                             suppressed: Int = 0) -> JSON {
+        var o: JSONObject = [
             "schema": .number(Double(schema)),
             "route": route.map(JSON.string) ?? .null,
             "input_topic": .string(inputTopic),
             "error": .string(error),
             "detail": .string(detail),
             "ts": .string(ts),
-        ])
+        ]
+        if suppressed > 0 { o["suppressed"] = .number(Double(suppressed)) }
+        return .object(o)
     }
 
     public static func stats(_ s: StatsSnapshot) -> JSON {
@@ -58,6 +63,9 @@ public enum Payloads {
             "latency_ms": .object(["p50": .number(round3(s.p50)), "p95": .number(round3(s.p95))]),
             "tokens_per_s": .number(round3(s.tokensPerS)),
             "rss_bytes": .number(Double(s.rssBytes)),
+            "dropped_readings": .number(Double(s.droppedReadings)),
+            "suppressed_errors": .number(Double(s.suppressedErrors)),
+            "outbox": .object(["queued": .number(Double(s.outboxQueued)), "dropped": .number(Double(s.outboxDropped))]),
         ])
     }
 

@@ -14,6 +14,13 @@ public struct StatsSnapshot: Sendable {
     public var p95: Double
     public var tokensPerS: Double
     public var rssBytes: Int
+    /// Plugin readings evicted from a full lane (newest kept).
+    public var droppedReadings = 0
+    /// Error documents left out by the rate limit.
+    public var suppressedErrors = 0
+    /// Answers waiting in the outbox for the broker, and answers the outbox had to drop.
+    public var outboxQueued = 0
+    public var outboxDropped = 0
 }
 
 /// Counters shared by the MQTT thread and the inference thread.
@@ -27,6 +34,9 @@ public final class Stats: Sendable {
         var next = 0
         var tokens = 0
         var engineMs = 0.0
+        var droppedReadings = 0
+        var suppressedErrors = 0
+        var outboxDropped = 0
     }
 
     private let state = Mutex(State())
@@ -38,6 +48,9 @@ public final class Stats: Sendable {
     public func received(_ n: Int = 1) { state.withLock { $0.received += n } }
     public func error() { state.withLock { $0.errors += 1 } }
     public func dropped() { state.withLock { $0.dropped += 1 } }
+    public func droppedReading() { state.withLock { $0.droppedReadings += 1 } }
+    public func suppressedError() { state.withLock { $0.suppressedErrors += 1 } }
+    public func outboxDropped(_ n: Int = 1) { state.withLock { $0.outboxDropped += n } }
 
     public func decided(latencyMs: Double, tokens: Int, engineMs: Double) {
         state.withLock { s in
@@ -55,7 +68,7 @@ public final class Stats: Sendable {
 
     /// Latency percentiles are over the last 1024 decisions; tokens/s is prompt + generated
     /// tokens per second of engine time since start.
-    public func snapshot(queue: Int) -> StatsSnapshot {
+    public func snapshot(queue: Int, outbox: Int = 0) -> StatsSnapshot {
         state.withLock { s in
             let sorted = s.latencies.sorted()
             func pct(_ p: Double) -> Double {
@@ -67,7 +80,8 @@ public final class Stats: Sendable {
                 received: s.received, decided: s.decided, errors: s.errors, dropped: s.dropped, queue: queue,
                 p50: pct(0.5), p95: pct(0.95),
                 tokensPerS: s.engineMs > 0 ? Double(s.tokens) / (s.engineMs / 1000) : 0,
-                rssBytes: residentBytes())
+                rssBytes: residentBytes(), droppedReadings: s.droppedReadings, suppressedErrors: s.suppressedErrors,
+                outboxQueued: outbox, outboxDropped: s.outboxDropped)
         }
     }
 }

@@ -10,11 +10,12 @@ extension BitnetdConfig {
         "": topKeys,
         "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check"],
         "mqtt": ["host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
-                 "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect"],
+                 "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect", "outbox"],
         "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
         "mqtt.reconnect": ["min_backoff_s", "max_backoff_s"],
+        "mqtt.outbox": ["max_messages", "max_age_s"],
         "queue": ["size", "overflow", "drain_timeout_s", "batch_max"],
-        "limits": ["max_payload_bytes"],
+        "limits": ["max_payload_bytes", "memory_budget_mb"],
         "stats": ["interval_s"],
         "log": ["level"],
         "routes": routeKeys,
@@ -59,7 +60,8 @@ extension BitnetdConfig {
             batchMax: q.int("batch_max", default: 8, range: 1...64)
         )
         let l = top.map("limits", known: schemaKeys["limits"]!)
-        let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455))
+        let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455),
+                                  memoryBudgetMB: l.int("memory_budget_mb", default: 64, range: 8...65536))
         let s = top.map("stats", known: schemaKeys["stats"]!)
         let stats = StatsConfig(intervalS: s.int("interval_s", default: 60, range: 0...86400))
         let lg = top.map("log", known: schemaKeys["log"]!)
@@ -190,6 +192,9 @@ extension BitnetdConfig {
         if maxB < minB {
             context.error(r.markOf("max_backoff_s"), r.keyPath("max_backoff_s"), "expected at least min_backoff_s (\(minB)), got \(maxB)")
         }
+        let ob = m.map("outbox", known: schemaKeys["mqtt.outbox"]!)
+        let outboxMax = ob.int("max_messages", default: 1000, range: 1...100_000)
+        let outboxAge = ob.double("max_age_s", default: 600, range: 1...604_800)
         let clientID = m.string("client_id", default: defaultID)
         if clientID.isEmpty || clientID.utf8.count > 65535 {
             context.error(m.markOf("client_id"), m.keyPath("client_id"), "expected a non-empty client id")
@@ -203,13 +208,14 @@ extension BitnetdConfig {
             passwordFile: m.string("password_file"),
             passwordEnv: m.string("password_env"),
             tls: tls, topicPrefix: prefix,
-            reconnectMinS: minB, reconnectMaxS: max(minB, maxB)
+            reconnectMinS: minB, reconnectMaxS: max(minB, maxB),
+            outboxMaxMessages: outboxMax, outboxMaxAgeS: outboxAge
         )
     }
 
     static let routeKeys = [
         "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
-        "max_tokens", "temperature", "stop", "output", "error_topic", "window", "debounce",
+        "max_tokens", "temperature", "stop", "output", "error_topic", "response_topics", "window", "debounce",
     ]
 
     static func decodeRoute(_ node: ConfigNode, path: String, mqtt: MQTTConfig, diagnostics context: ConfigDiagnostics) -> RouteConfig? {
@@ -329,6 +335,18 @@ extension BitnetdConfig {
             context.error(r.markOf("error_topic"), r.keyPath("error_topic"), problem)
         }
 
+        var responseTopics: [String]?
+        if let list = r.stringList("response_topics") {
+            if input == .plugin {
+                context.error(r.keyMarkOf("response_topics"), r.keyPath("response_topics"), "a plugin route has no requests to answer")
+            }
+            for f in list {
+                if let problem = topicFilterProblem(f) ?? (f.hasPrefix("$") ? "a response topic cannot start with '$'" : nil) {
+                    context.error(r.markOf("response_topics"), r.keyPath("response_topics"), "'\(f)': \(problem)")
+                }
+            }
+            responseTopics = list
+        }
         return RouteConfig(
             name: name, topic: topic, sharedGroup: group,
             qos: r.int("qos", default: 1, range: 0...2),
@@ -340,7 +358,7 @@ extension BitnetdConfig {
             outputTopic: output,
             outputQoS: o.int("qos", default: 1, range: 0...2),
             retain: o.bool("retain", default: false),
-            errorTopic: errorTopic,
+            errorTopic: errorTopic, responseTopics: responseTopics,
             window: window, debounce: debounce,
             mark: node.mark
         )

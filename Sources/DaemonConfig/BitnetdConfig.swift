@@ -90,6 +90,10 @@ public struct MQTTConfig: Sendable, Equatable {
     public var topicPrefix: String
     public var reconnectMinS: Int
     public var reconnectMaxS: Int
+    /// Answers produced while the broker cannot take them (disconnected, or too many publishes
+    /// not acknowledged yet) wait here, oldest dropped first when full or too old.
+    public var outboxMaxMessages: Int = 1000
+    public var outboxMaxAgeS: Double = 600
 
     public var statusTopic: String { topicPrefix + "/status" }
     public var statsTopic: String { topicPrefix + "/stats" }
@@ -112,6 +116,9 @@ public struct QueueConfig: Sendable, Equatable {
 
 public struct LimitsConfig: Sendable, Equatable {
     public var maxPayloadBytes: Int
+    /// Memory for everything beyond the model mapping, its copies and the KV cache (MiB); the
+    /// configured buffers must fit in it (docs/daemon.md "Memory budget").
+    public var memoryBudgetMB: Int = 64
 }
 
 public struct StatsConfig: Sendable, Equatable {
@@ -177,6 +184,9 @@ public struct RouteConfig: Sendable, Equatable {
     public var outputQoS: Int
     public var retain: Bool
     public var errorTopic: String
+    /// MQTT 5 response topics this route answers on (filters); nil = any topic outside the
+    /// daemon's own, Home Assistant's and the routes' output topics (docs/daemon.md "Topic safety").
+    public var responseTopics: [String]? = nil
     public var window: WindowConfig?
     public var debounce: DebounceConfig?
     public var mark: Mark

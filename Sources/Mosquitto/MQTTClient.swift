@@ -39,6 +39,11 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
     private let connected = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let issued = Atomic<Int>(0)
+    /// QoS ≥ 1 messages handed to libmosquitto and not acknowledged yet, by message id, with a
+    /// sequence number for their order. libmosquitto keeps (and resends after a reconnect) these
+    /// itself; this copy is what survives replacing the client.
+    private let unacked = Mutex<(messages: [Int32: (seq: Int, message: MQTTOutgoing)], early: Set<Int32>)>(([:], []))
+    private let nextSeq = Atomic<Int>(0)
     private let completed = Atomic<Int>(0)
     /// The broker answered the last CONNECT with a refusal (already logged with its reason).
     private let refused = Atomic<Bool>(false)
@@ -123,9 +128,19 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
             guard let obj else { return }
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didDisconnect(rc: rc)
         }
-        mosquitto_publish_v5_callback_set(m) { _, obj, _, _, _ in
+        mosquitto_publish_v5_callback_set(m) { _, obj, mid, _, _ in
             guard let obj else { return }
-            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().completed.add(1, ordering: .releasing)
+            let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
+            client.unacked.withLock { book in
+                // Acknowledged before `publish` could note it (the ack can beat the bookkeeping).
+                // QoS 0 ids land here too and are never claimed: keep only recent ones (ids wrap
+                // at 65,535, so a cleared set can never shadow a later message).
+                if book.messages.removeValue(forKey: mid) == nil {
+                    if book.early.count >= 4096 { book.early.removeAll() }
+                    book.early.insert(mid)
+                }
+            }
+            client.completed.add(1, ordering: .releasing)
         }
         mosquitto_message_v5_callback_set(m) { _, obj, message, props in
             guard let obj, let message else { return }
@@ -278,12 +293,35 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
             }
         }
         issued.add(1, ordering: .relaxed)
-        let rc = payload.withUnsafeBytes {
-            mosquitto_publish_v5(mosq, nil, topic, Int32($0.count), $0.baseAddress, Int32(qos), retain, props)
+        var mid: Int32 = 0
+        let seq = nextSeq.add(1, ordering: .relaxed).oldValue
+        var rc = payload.withUnsafeBytes {
+            mosquitto_publish_v5(mosq, &mid, topic, Int32($0.count), $0.baseAddress, Int32(qos), retain, props)
+        }
+        // Not connected: libmosquitto keeps a QoS ≥ 1 message anyway and sends it after the
+        // reconnect (MOSQ_ERR_NO_CONN is not a failure for it).
+        if qos > 0 && rc == MOSQ_ERR_NO_CONN.rawValue { rc = MOSQ_ERR_SUCCESS.rawValue }
+        if rc == MOSQ_ERR_SUCCESS.rawValue && qos > 0 {
+            unacked.withLock { book in
+                if book.early.remove(mid) == nil {
+                    book.messages[mid] = (seq, MQTTOutgoing(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties))
+                }
+            }
         }
         if rc != MOSQ_ERR_SUCCESS.rawValue {
             issued.subtract(1, ordering: .relaxed)
             throw MQTTError(function: "mosquitto_publish_v5", code: rc, message: String(cString: mosquitto_strerror(rc)))
+        }
+    }
+
+    public var pendingPublishes: Int {
+        max(0, issued.load(ordering: .relaxed) - completed.load(ordering: .acquiring))
+    }
+
+    public func takeUnacknowledged() -> [MQTTOutgoing] {
+        unacked.withLock { book in
+            defer { book = ([:], []) }
+            return book.messages.values.sorted { $0.seq < $1.seq }.map(\.message)
         }
     }
 

@@ -160,6 +160,33 @@ public protocol MQTTTransport: AnyObject, Sendable {
     func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool,
                  properties: MQTTPublishProperties) throws(MQTTError)
     func setSubscriptions(_ subscriptions: [MQTTSubscription])
+    /// Publishes handed over and not completed yet (QoS 0 not written, QoS 1 not acknowledged).
+    var pendingPublishes: Int { get }
+    /// The QoS ≥ 1 messages not acknowledged yet, oldest first, taken out of the transport's
+    /// bookkeeping (before a client is dropped, so another can send them).
+    func takeUnacknowledged() -> [MQTTOutgoing]
+}
+
+extension MQTTTransport {
+    public var pendingPublishes: Int { 0 }
+    public func takeUnacknowledged() -> [MQTTOutgoing] { [] }
+}
+
+/// A message to publish, kept while it is not acknowledged.
+public struct MQTTOutgoing: Sendable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var qos: Int
+    public var retain: Bool
+    public var properties: MQTTPublishProperties
+
+    public init(topic: String, payload: [UInt8], qos: Int, retain: Bool, properties: MQTTPublishProperties) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+    }
 }
 
 /// Matches a topic against a subscription filter with `+` and `#` (MQTT 3.1.1 §4.7; topics

@@ -59,8 +59,11 @@ public final class ChildProcess: Sendable {
     /// `argv[0]` and the errno text (`No such file or directory`, `Permission denied`, …).
     ///
     /// `onOutput` and then `onExit` are called on the child's own thread; they should hand the
-    /// data on (e.g. to a queue) and return.
+    /// data on (e.g. to a queue) and return. With a `budget`, every chunk handed to `onOutput` is
+    /// charged to it and the pipes are not read while it is spent: the consumer gives the bytes
+    /// back when it has dealt with them, and a child that writes faster blocks in `write()`.
     public static func spawn(_ argv: [String], environment: [String]?, workingDirectory: String?,
+                             budget: ByteBudget? = nil,
                              onOutput: @escaping @Sendable (Stream, [UInt8]) -> Void,
                              onExit: @escaping @Sendable (Status) -> Void) throws(SystemError) -> ChildProcess {
         precondition(!argv.isEmpty)
@@ -135,7 +138,7 @@ public final class ChildProcess: Sendable {
         }
         let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read)
         let threadError = startThread {
-            child.pump(onOutput)
+            child.pump(budget, onOutput)
             child.waitForExit(onExit)
         }
         if threadError != 0 {
@@ -159,11 +162,22 @@ public final class ChildProcess: Sendable {
     /// readable for a while: a child that exits while a leftover of its group (or a process that
     /// left the group) holds the pipes open would otherwise keep us here; its group is then killed,
     /// and after 2 s the pipes are abandoned.
-    private func pump(_ onOutput: @Sendable (Stream, [UInt8]) -> Void) {
+    private func pump(_ budget: ByteBudget?, _ onOutput: @Sendable (Stream, [UInt8]) -> Void) {
         var open: [(fd: Int32, stream: Stream)] = [(stdoutFD, .stdout), (stderrFD, .stderr)]
         var buffer = [UInt8](repeating: 0, count: 16_384)
         var exitedAt: Double?
         while !open.isEmpty {
+            if let budget, !budget.waitForRoom(timeoutMs: 100) {
+                // Spent: leave the data in the pipe (the child blocks when it is full), but still
+                // notice an exit whose leftovers keep the pipe open.
+                if exitedAt == nil, hasExited() {
+                    exitedAt = monotonicSeconds()
+                    signal(SIGKILL)
+                } else if let t = exitedAt, monotonicSeconds() - t > 2 {
+                    break
+                }
+                continue
+            }
             var fds = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             let ready = poll(&fds, nfds_t(fds.count), exitedAt == nil ? 500 : 100)
             if ready < 0 {
@@ -174,6 +188,7 @@ public final class ChildProcess: Sendable {
             for (i, p) in fds.enumerated() where p.revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
                 if n > 0 {
+                    budget?.charge(n)
                     onOutput(open[i].stream, Array(buffer[0..<n]))
                 } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
                     finished.append(p.fd)

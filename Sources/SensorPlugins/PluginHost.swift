@@ -12,9 +12,8 @@ import Synchronization
 ///
 /// Callbacks are called on the plugins' queues: never concurrently for one plugin, possibly
 /// concurrently for different plugins; `log` also during `stop()`. They should return quickly (hand the reading to the router)
-/// and must not call `stop()`. The same error of a plugin (same code and message) is reported at
-/// most once per `errorRepeatInterval`, so a missing sensor sampled every second does not flood
-/// the error topic; every distinct problem (each malformed line) is reported.
+/// and must not call `stop()`. Every problem is passed on; the daemon rate-limits what it
+/// publishes per (plugin, error code) (`Publisher`).
 ///
 /// A host is used once: `start`, then `stop`. On SIGHUP the daemon stops the old host and starts
 /// a new one with the new plugin list.
@@ -25,15 +24,12 @@ public final class PluginHost: Sendable {
     private enum Phase { case idle, running([Runner]), stopped }
 
     private let logger: Logger
-    private let errorRepeatInterval: Double
     private let phase = Mutex<Phase>(.idle)
 
     /// - Parameters:
-    ///   - errorRepeatInterval: seconds before the same error of a plugin is reported again.
     ///   - logger: receives start/stop messages and what plugins log (an exec plugin's stderr
     ///     lines), prefixed with `plugin <name>: `.
-    public init(errorRepeatInterval: Double = 60, logger: Logger = Logger(label: "plugins", handler: { _, _ in })) {
-        self.errorRepeatInterval = errorRepeatInterval
+    public init(logger: Logger = Logger(label: "plugins", handler: { _, _ in })) {
         self.logger = logger
     }
 
@@ -41,7 +37,7 @@ public final class PluginHost: Sendable {
     public func start(plugins: [any SensorPlugin], onReading: @escaping ReadingHandler,
                       onError: @escaping ErrorHandler) {
         let runners = plugins.map {
-            Runner(plugin: $0, onReading: onReading, onError: onError, logger: logger, errorRepeatInterval: errorRepeatInterval)
+            Runner(plugin: $0, onReading: onReading, onError: onError, logger: logger)
         }
         phase.withLock { phase in
             guard case .idle = phase else { preconditionFailure("PluginHost.start called twice") }
@@ -74,7 +70,6 @@ private final class Runner: @unchecked Sendable {
     // mutable state is in `gate`.
     struct Gate {
         var stopped = false
-        var lastReported: [String: Double] = [:]
     }
 
     let plugin: any SensorPlugin
@@ -83,19 +78,17 @@ private final class Runner: @unchecked Sendable {
     let onReading: PluginHost.ReadingHandler
     let onError: PluginHost.ErrorHandler
     let logger: Logger
-    let errorRepeatInterval: Double
     let gate = Mutex(Gate())
     let timer: DispatchSourceTimer?
 
     init(plugin: any SensorPlugin, onReading: @escaping PluginHost.ReadingHandler,
-         onError: @escaping PluginHost.ErrorHandler, logger: Logger, errorRepeatInterval: Double) {
+         onError: @escaping PluginHost.ErrorHandler, logger: Logger) {
         self.plugin = plugin
         self.settings = plugin.settings
         self.queue = DispatchQueue(label: "bitnetd.plugin.\(plugin.settings.name)")
         self.onReading = onReading
         self.onError = onError
         self.logger = logger
-        self.errorRepeatInterval = errorRepeatInterval
         timer = plugin is any SampledSensorPlugin ? DispatchSource.makeTimerSource(queue: queue) : nil
     }
 
@@ -139,13 +132,8 @@ private final class Runner: @unchecked Sendable {
     }
 
     func report(_ error: PluginError) {
-        let now = monotonicSeconds()
         gate.withLock { g in
             guard !g.stopped else { return }
-            let key = error.code + "\u{0}" + error.message
-            if let last = g.lastReported[key], now - last < errorRepeatInterval { return }
-            if g.lastReported.count >= 256 { g.lastReported.removeAll() }
-            g.lastReported[key] = now
             onError(settings, error)
         }
     }

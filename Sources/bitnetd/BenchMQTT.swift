@@ -68,7 +68,7 @@ extension Bench {
         let replies = Replies()
         let client = try MQTTClient(options: MQTTClientOptions(host: host, port: port, clientID: prefix + "-bench",
                                                                cleanStart: true, sessionExpiry: 0), logger: Logger(label: "test", handler: { _, _ in }))
-        client.setSubscriptions([MQTTSubscription(filter: prefix + "/reply", qos: 1),
+        client.setSubscriptions([MQTTSubscription(filter: prefix + "-client/reply", qos: 1),
                                  MQTTSubscription(filter: prefix + "/status", qos: 1)])
         client.setHandlers(onMessage: { m in
             if m.topic == prefix + "/status" {
@@ -117,7 +117,7 @@ extension Bench {
 
         func send(_ key: String, _ prompt: String) throws {
             try client.publish(topic: prefix + "/in", payload: Array(prompt.utf8), qos: 1, retain: false,
-                               properties: MQTTPublishProperties(responseTopic: prefix + "/reply", correlationData: Array(key.utf8)))
+                               properties: MQTTPublishProperties(responseTopic: prefix + "-client/reply", correlationData: Array(key.utf8)))
         }
         func row(_ name: String, _ lat: [Double], _ inner: [Double], perS: Double) {
             let lat = lat.sorted(), inner = inner.sorted()

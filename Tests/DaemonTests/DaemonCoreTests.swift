@@ -224,17 +224,21 @@ func message(_ topic: String, _ payload: String, expiry: UInt32? = nil, response
         core.startWorker()
         // The first job is taken by the worker (held at the gate); the other four wait in the
         // queue (and would be decided together as one batch if there were time).
-        core.handle(message("sensors/s0/t", #"{"t":0}"#))
+        // Requests with response topics: each gets its own answer there (the copies on the error
+        // topic are rate-limited per route and code, so only the first of them is published).
+        core.handle(message("sensors/s0/t", #"{"t":0}"#, response: "r/0"))
         _ = poll(timeoutS: 2) { core.queue.count == 0 }
-        for i in 1..<5 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#)) }
+        for i in 1..<5 { core.handle(message("sensors/s\(i)/t", #"{"t":\#(i)}"#, response: "r/\(i)")) }
         core.beginShutdown(drainTimeoutS: 0.05)
         usleep(100_000)
         backend.gateOpen.store(true, ordering: .relaxed)
         core.finishShutdown()
-        let sent = t.all
-        #expect(sent.count == 5)
-        #expect(sent.filter { $0.json["error"] == "shutting_down" }.count == 4)
-        core.handle(message("sensors/late/t", #"{"t":1}"#))
+        let answers = t.all.filter { $0.topic.hasPrefix("r/") }
+        #expect(answers.count == 5)
+        #expect(answers.filter { $0.json["error"] == "shutting_down" }.count == 4)
+        #expect(t.all.filter { $0.topic == "bitnetd/error" }.count == 1)
+        core.handle(message("sensors/late/t", #"{"t":1}"#, response: "r/late"))
+        #expect(t.all.last?.topic == "r/late")
         #expect(t.all.last?.json["error"] == "shutting_down")
     }
 

@@ -42,18 +42,21 @@ final class FakeSampled: SampledSensorPlugin {
         host.stop()
     }
 
-    @Test func theSameErrorIsReportedOncePerRepeatInterval() async throws {
+    /// The host passes every problem on, in order; rate limiting per (plugin, code) is the
+    /// daemon's (`PublisherTests`), so the host needs no clock for it.
+    @Test func everyErrorIsPassedOn() async throws {
         let plugin = FakeSampled(name: "flaky", interval: 0.02) { n in
             PluginSample(errors: [PluginError("read_failed", "gone"), PluginError("bad_value", "value \(n % 3)")])
         }
         let rec = Recorder()
-        let host = PluginHost(errorRepeatInterval: 60, logger: rec.logger)
+        let host = PluginHost(logger: rec.logger)
         host.start(plugins: [plugin], onReading: rec.onReading, onError: rec.onError)
         #expect(await poll(timeout: 10) { plugin.samples.withLock { $0 } >= 10 })
         host.stop()
-        #expect(rec.errors.filter { $0.code == "read_failed" }.count == 1)
-        #expect(Set(rec.errors.filter { $0.code == "bad_value" }.map(\.message)) == ["value 0", "value 1", "value 2"])
-        #expect(rec.errors.count == 4)
+        // A sample taken while the host stops may have its problems dropped by the stop.
+        let samples = plugin.samples.withLock { $0 }
+        #expect((samples - 1...samples).contains(rec.errors.filter { $0.code == "read_failed" }.count))
+        #expect((samples - 1...samples).contains(rec.errors.filter { $0.code == "bad_value" }.count))
     }
 
     @Test func aStuckPluginBlocksNeitherStartNorStopNorTheOthers() async throws {

@@ -28,6 +28,9 @@ final class MQTTService: Service {
         context.ready()
         context.waitForShutdown()
         let last = client
+        // What is still waiting goes now if the broker is there (a stop while disconnected loses
+        // the outbox: docs/daemon.md "What survives").
+        core.publisher.flushOutbox()
         core.publishStats()
         core.publisher.publishOffline()
         if !last.waitForPublishes(timeoutS: 5) {
@@ -36,17 +39,22 @@ final class MQTTService: Service {
         last.stop()
     }
 
-    /// Replaces the client (changed MQTT settings): the old one disconnects cleanly, without
-    /// unsubscribing, so a session with the same client id is resumed by the new one.
+    /// Replaces the client (changed MQTT settings) without losing an answer: answers go to the
+    /// new client (its outbox until it connects) from the start; the old one gets a moment to have
+    /// its publishes acknowledged, disconnects cleanly (without unsubscribing, so a session with
+    /// the same client id is resumed), and whatever it could not get acknowledged is handed to the
+    /// new one, ahead of the answers waiting (QoS 1: at least once — a message the broker took but
+    /// whose acknowledgement was lost arrives twice).
     func replace(with fresh: MQTTClient) throws {
         let old = current.withLock { c -> MQTTClient in
             let old = c
             c = fresh
             return old
         }
+        core.publisher.replaceTransport(fresh)
         _ = old.waitForPublishes(timeoutS: 2)
         old.stop()
-        core.publisher.replaceTransport(fresh)
+        core.publisher.replaceTransport(fresh, carrying: old.takeUnacknowledged())
         fresh.setSubscriptions(core.subscriptions)
         try fresh.start()
     }

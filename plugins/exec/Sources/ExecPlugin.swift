@@ -49,6 +49,8 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
 
     public let settings: PluginSettings
     public let options: Options
+    /// Output bytes of the child read from its pipes and not yet parsed, at most (per plugin).
+    public static let bytesInFlight = 256 * 1024
 
     private let queue: DispatchQueue
     private var sink: PluginSink?
@@ -166,12 +168,18 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     private func spawn() {
         guard !stopping, let sink else { return }
         let started: ChildProcess
+        // At most `bytesInFlight` of the child's output is read and not yet parsed: a child that
+        // writes faster than its lines are handled waits in its own write() (memory budget,
+        // docs/daemon.md).
+        let budget = ByteBudget(limit: Self.bytesInFlight)
         do throws(SystemError) {
             started = try ChildProcess.spawn(
                 options.command, environment: options.environment, workingDirectory: options.workingDirectory,
+                budget: budget,
                 onOutput: { [self] stream, bytes in
                     queue.async { [self] in
                         if stream == .stdout { handleStdout(bytes) } else { handleStderr(bytes) }
+                        budget.give(bytes.count)
                     }
                 },
                 onExit: { [self] status in queue.async { [self] in exited(status) } })
