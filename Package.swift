@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
         .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Platform"]),
+        .testTarget(name: "JSONValueTests", dependencies: ["JSONValue"]),
         .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
                                                         "SensorPlugins", "TestSupport"]),

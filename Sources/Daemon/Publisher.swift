@@ -67,6 +67,7 @@ public final class Publisher: Sendable {
         let direct = state.withLock { s -> MQTTTransport? in
             if s.outboxCount == 0 && canTake(s) { return s.transport }
             s.outbox.append((m, monotonicSeconds()))
+            logger.debug("outbox: the answer to \(m.topic) waits for the broker (\(s.outboxCount) waiting)")
             return nil
         }
         guard let t = direct else {

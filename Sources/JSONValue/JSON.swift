@@ -111,25 +111,49 @@ extension JSON {
         return "\(d)"
     }
 
+    /// `s` as a JSON string: runs of bytes that need no escape are copied whole (a reading with a
+    /// 64 KB field costs one copy, not 64 K appends); `"`, `\\`, control characters and U+2028/U+2029
+    /// are escaped.
     static func writeString(_ s: String, to out: inout String) {
         out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        var str = s
+        str.withUTF8 { u in
+            var run = 0
+            var i = 0
+            func flush(_ end: Int) {
+                if end > run { out += String(decoding: UnsafeBufferPointer(rebasing: u[run..<end]), as: UTF8.self) }
+            }
+            while i < u.count {
+                let c = u[i]
+                var escape: String?
+                var width = 1
+                switch c {
+                case UInt8(ascii: "\""): escape = "\\\""
+                case UInt8(ascii: "\\"): escape = "\\\\"
+                case 0x0A: escape = "\\n"
+                case 0x0D: escape = "\\r"
+                case 0x09: escape = "\\t"
+                case 0x08: escape = "\\b"
+                case 0x0C: escape = "\\f"
+                case 0xE2 where i + 2 < u.count && u[i + 1] == 0x80 && (u[i + 2] == 0xA8 || u[i + 2] == 0xA9):
+                    escape = u[i + 2] == 0xA8 ? "\\u2028" : "\\u2029"
+                    width = 3
+                default:
+                    if c < 0x20 {
+                        let hex = String(c, radix: 16)
+                        escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    }
+                }
+                if let escape {
+                    flush(i)
+                    out += escape
+                    i += width
+                    run = i
                 } else {
-                    out.unicodeScalars.append(scalar)
+                    i += 1
                 }
             }
+            flush(u.count)
         }
         out += "\""
     }

@@ -23,26 +23,41 @@ public struct LineSplitter: Sendable {
     public var pendingByteCount: Int { buffer.count }
 
     /// Feeds bytes; returns the lines they complete (without `\n`, and without a `\r` before it).
-    public mutating func push(_ bytes: some Collection<UInt8>) -> [Piece] {
+    public mutating func push(_ bytes: [UInt8]) -> [Piece] {
+        bytes.withUnsafeBufferPointer { push($0) }
+    }
+
+    public mutating func push(_ bytes: ArraySlice<UInt8>) -> [Piece] {
+        bytes.withUnsafeBufferPointer { push($0) }
+    }
+
+    /// Works a newline at a time with bulk copies (a flood of data costs a scan and a copy per
+    /// byte, not a generic iterator step), and keeps at most `maxLineBytes + 1` bytes.
+    public mutating func push(_ bytes: UnsafeBufferPointer<UInt8>) -> [Piece] {
         var pieces: [Piece] = []
-        for b in bytes {
-            if b == 0x0A {
-                if discarding {
-                    discarding = false
-                } else {
-                    if buffer.last == 0x0D { buffer.removeLast() }
-                    pieces.append(.line(buffer))
+        var start = 0
+        while start < bytes.count {
+            let rest = UnsafeBufferPointer(rebasing: bytes[start...])
+            let nl = rest.firstIndex(of: 0x0A).map { start + ($0 - rest.startIndex) }
+            let end = nl ?? bytes.count
+            if !discarding {
+                let room = maxLineBytes + 1 - buffer.count
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<min(end, start + max(0, room))]))
+                if buffer.count > maxLineBytes {
+                    pieces.append(.tooLong(prefix: Array(buffer.prefix(80))))
+                    buffer.removeAll(keepingCapacity: false)
+                    discarding = true
                 }
-                buffer.removeAll(keepingCapacity: true)
-                continue
             }
-            if discarding { continue }
-            buffer.append(b)
-            if buffer.count > maxLineBytes {
-                pieces.append(.tooLong(prefix: Array(buffer.prefix(80))))
-                buffer.removeAll(keepingCapacity: false)
-                discarding = true
+            guard let nl else { break }
+            if discarding {
+                discarding = false
+            } else {
+                if buffer.last == 0x0D { buffer.removeLast() }
+                pieces.append(.line(buffer))
             }
+            buffer.removeAll(keepingCapacity: true)
+            start = nl + 1
         }
         return pieces
     }

@@ -274,11 +274,13 @@ final class Observer: @unchecked Sendable {
     let client: MQTTClient
     private let box = Box()
 
+    /// `persistent`: a session the broker keeps (and queues QoS 1 messages for) across its own
+    /// restart, when it has persistence.
     init(port: Int, topics: [String], tls: MQTTTLSOptions? = nil, username: String? = nil, password: String? = nil,
-         version: MQTTVersion = .v5) throws {
+         version: MQTTVersion = .v5, persistent: Bool = false) throws {
         client = try MQTTClient(options: MQTTClientOptions(
             host: "127.0.0.1", port: port, version: version, clientID: "observer-\(UUID().uuidString.prefix(8))",
-            cleanStart: true, sessionExpiry: 0, username: username, password: password, tls: tls,
+            cleanStart: !persistent, sessionExpiry: persistent ? 3600 : 0, username: username, password: password, tls: tls,
             reconnectMinS: 1, reconnectMaxS: 1), logger: Logger(label: "test", handler: { _, _ in }))
         client.setSubscriptions(topics.map { MQTTSubscription(filter: $0, qos: 1) })
         let box = self.box
