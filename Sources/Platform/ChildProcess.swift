@@ -47,11 +47,44 @@ public final class ChildProcess: Sendable {
     private let stderrFD: Int32
     /// True once the child has been reaped; guards `signal` against pid reuse.
     private let reaped = Mutex(false)
+    /// `BITNETD_PROCESS_TREE=<daemon pid>-<n>`: in the environment of the child and of everything
+    /// it starts.
+    private let mark: String
 
-    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32) {
+    /// The environment variable that marks a child's process tree.
+    public static let markVariable = "BITNETD_PROCESS_TREE"
+    private static let nextMark = Atomic<Int>(1)
+
+    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32, mark: String) {
         self.pid = pid
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
+        self.mark = mark
+    }
+
+    /// SIGKILLs every process that still carries this child's mark — descendants that left its
+    /// process group (`setsid`, a double fork) and so escaped the group kill. Found through
+    /// `/proc/<pid>/environ` (readable for our own processes); a descendant that clears its
+    /// environment is not found (docs/daemon.md "Plugins").
+    public func killTree() {
+        let needle = Array(mark.utf8) + [0]
+        guard let names = try? listDirectory("/proc") else { return }
+        for name in names {
+            guard let p = pid_t(name), p > 1, p != getpid() else { continue }
+            guard let env = try? readFile("/proc/\(name)/environ", maxBytes: 1 << 20) else { continue }
+            if contains(env, needle) { kill(p, SIGKILL) }
+        }
+    }
+
+    private func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        // Entries are NUL-separated; the mark must be a whole entry.
+        var start = 0
+        while start < hay.count {
+            let end = hay[start...].firstIndex(of: 0) ?? hay.count
+            if end - start + 1 == needle.count, hay[start..<end].elementsEqual(needle.dropLast()) { return true }
+            start = end + 1
+        }
+        return false
     }
 
     /// Starts `argv` (`argv[0]` is searched in `PATH` when it has no `/`). `environment` replaces
@@ -113,7 +146,11 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
 
         let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = (environment ?? currentEnvironment()).map { strdup($0) } + [nil]
+        // Every descendant inherits this mark, also one that leaves the process group with
+        // setsid(): at the end the whole tree is found by it (`killTree`).
+        let mark = "\(ChildProcess.markVariable)=\(getpid())-\(ChildProcess.nextMark.add(1, ordering: .relaxed).oldValue)"
+        let cEnv = ((environment ?? currentEnvironment()).filter { !$0.hasPrefix(ChildProcess.markVariable + "=") } + [mark])
+            .map { strdup($0) } + [nil]
         defer {
             cArgv.forEach { free($0) }
             cEnv.forEach { free($0) }
@@ -136,7 +173,7 @@ public final class ChildProcess: Sendable {
         for fd in [out.read, err.read] {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)  // poll says when; never block in read
         }
-        let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read)
+        let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read, mark: mark)
         let threadError = startThread {
             child.pump(budget, onOutput)
             child.waitForExit(onExit)
@@ -223,6 +260,7 @@ public final class ChildProcess: Sendable {
         }
         let status: Status = reaped.withLock { done in
             kill(-pid, SIGKILL)
+            killTree()
             var raw: Int32 = 0
             while waitpid(pid, &raw, 0) < 0 {
                 if errno != EINTR { break }

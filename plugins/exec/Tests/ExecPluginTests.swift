@@ -154,6 +154,25 @@ import Testing
         host.stop()
     }
 
+    /// `setsid` takes a descendant out of the plugin's process group, so the group kill misses
+    /// it; it still carries the plugin's process-tree mark and goes with the plugin.
+    @Test func descendantsThatCallSetsidEndWithThePlugin() async throws {
+        let dir = try TempDir("exec")
+        defer { dir.remove() }
+        let p = try plugin(dir, script: "setsid sleep 1000 &\necho \"{\\\"child\\\": $!}\"\nexec sleep 1000")
+        let rec = Recorder()
+        let host = PluginHost(logger: rec.logger)
+        host.start(plugins: [p], onReading: rec.onReading, onError: rec.onError)
+        #expect(await poll(timeout: 10) { rec.readings.count == 1 })
+        guard case .number(let d) = rec.readings.first?.fields["child"] else { Issue.record("no child pid"); return }
+        // It really left the group (and the session).
+        let stat = (try? String(contentsOfFile: "/proc/\(Int(d))/stat", encoding: .utf8)) ?? ""
+        let fields = stat[(stat.range(of: ")")?.upperBound ?? stat.startIndex)...].split(separator: " ")
+        #expect(fields.count > 3 && fields[2] == fields[3] && Int(fields[2]) == Int(d), "pgrp/session of the setsid child: \(stat)")
+        host.stop()
+        #expect(await poll(timeout: 5) { !isRunning(pid_t(d)) })
+    }
+
     @Test func aSilentChildBlocksNothing() async throws {
         let dir = try TempDir("exec")
         defer { dir.remove() }
