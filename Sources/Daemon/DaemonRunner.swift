@@ -57,6 +57,9 @@ public enum DaemonRunner {
             logger.critical("cannot load model \(config.model.path): \(error)")
             return 3
         }
+        let budget = MemoryBudget(config: config, plugins: plugins)
+        engine.prefixCacheBudget = budget.prefixCache
+        logger.info("memory budget \(config.limits.memoryBudgetMB) MiB besides the model: queue \(budget.jobQueue >> 10) KiB, outbox \(budget.outbox >> 10) KiB + \(budget.inFlight >> 10) KiB unacknowledged, plugins \(budget.plugins >> 10) KiB, prefix cache \(budget.prefixCache >> 10) KiB")
         logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
 
         // Nothing is built in a circle: the client first (no handlers yet), the message path on
@@ -82,6 +85,7 @@ public enum DaemonRunner {
             pluginService,
             StatsService(core: core),
             OutboxService(publisher: core.publisher),
+            HeapTrimService(core: core),
             WatchdogService(notifier: notifier),
         ], logger: logger)
         var current = config

@@ -61,7 +61,8 @@ extension BitnetdConfig {
         )
         let l = top.map("limits", known: schemaKeys["limits"]!)
         let limits = LimitsConfig(maxPayloadBytes: l.int("max_payload_bytes", default: 65536, range: 1...268_435_455),
-                                  memoryBudgetMB: l.int("memory_budget_mb", default: 64, range: 8...65536))
+                                  memoryBudgetMB: l.int("memory_budget_mb", default: 64, range: 8...65536),
+                                  memoryBudgetMark: l.markOf("memory_budget_mb"))
         let s = top.map("stats", known: schemaKeys["stats"]!)
         let stats = StatsConfig(intervalS: s.int("interval_s", default: 60, range: 0...86400))
         let lg = top.map("log", known: schemaKeys["log"]!)

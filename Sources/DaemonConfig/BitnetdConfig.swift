@@ -119,6 +119,13 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Memory for everything beyond the model mapping, its copies and the KV cache (MiB); the
     /// configured buffers must fit in it (docs/daemon.md "Memory budget").
     public var memoryBudgetMB: Int = 64
+    /// Where `memory_budget_mb` was written (or the `limits` section / file), for its error.
+    public var memoryBudgetMark = Mark(file: "", line: 0, column: 0)
+
+    /// The values (not where they were written).
+    public static func == (a: LimitsConfig, b: LimitsConfig) -> Bool {
+        a.maxPayloadBytes == b.maxPayloadBytes && a.memoryBudgetMB == b.memoryBudgetMB
+    }
 }
 
 public struct StatsConfig: Sendable, Equatable {

@@ -83,6 +83,14 @@ public struct PluginSample: Sendable, Equatable {
 /// `PluginHost`. Conform to `SampledSensorPlugin` or `PushingSensorPlugin`.
 public protocol SensorPlugin: AnyObject, Sendable {
     var settings: PluginSettings { get }
+    /// The most memory the plugin's buffers can hold at once (its share of the daemon's memory
+    /// budget, `limits.memory_budget_mb`).
+    var maxBufferedBytes: Int { get }
+}
+
+extension SensorPlugin {
+    /// A sampled plugin holds one sample at a time.
+    public var maxBufferedBytes: Int { 64 << 10 }
 }
 
 /// A plugin the host samples every `settings.interval` seconds (built-ins).

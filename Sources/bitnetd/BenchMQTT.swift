@@ -39,6 +39,7 @@ extension Bench {
         model: {path: \(q(modelPath)), threads: \(threads), context: \(decidePrompt + 64), memory_check: warn}
         mqtt: {host: \(q(host)), port: \(port), client_id: \(q(prefix + "-daemon")), clean_start: true, session_expiry: 0, topic_prefix: \(q(prefix))}
         queue: {size: 4096, batch_max: \(max(1, decideBatch))}
+        limits: {max_payload_bytes: 16384, memory_budget_mb: 160}
         stats: {interval_s: 0}
         log: {level: warning}
         routes:

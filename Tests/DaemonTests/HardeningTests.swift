@@ -214,3 +214,20 @@ final class SwitchableTransport: MQTTTransport {
         #expect(fresh.inner.all.map(\.topic) == ["old/1", "old/2", "new/1"])
     }
 }
+
+@Suite struct MemoryBudgetTests {
+    @Test func limitsThatCouldOutgrowTheBudgetAreAConfigError() throws {
+        let fits = try testConfig()
+        guard case .success = PluginSetup.build(fits) else { Issue.record("the defaults must fit"); return }
+        let budget = MemoryBudget(config: fits, plugins: [])
+        #expect(budget.total <= 64 << 20 && budget.prefixCache > 0)
+        let big = try testConfig("""
+        queue: {size: 4096}
+        limits: {max_payload_bytes: 1048576, memory_budget_mb: 64}
+        """)
+        guard case .failure(let e) = PluginSetup.build(big) else { Issue.record("4 GiB of queue accepted"); return }
+        #expect(e.errors.count == 1)
+        #expect(e.errors[0].description.contains("c.yaml:3:56: "), "points at memory_budget_mb: \(e.errors[0])")
+        #expect(e.errors[0].description.contains("limits.memory_budget_mb: the configured limits need up to"))
+    }
+}

@@ -52,6 +52,9 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     /// Output bytes of the child read from its pipes and not yet parsed, at most (per plugin).
     public static let bytesInFlight = 256 * 1024
 
+    /// Output in flight, the partial stdout line, the line being parsed and its stderr line.
+    public var maxBufferedBytes: Int { Self.bytesInFlight + 2 * (options.maxLineBytes + 1) + 2 * 4097 }
+
     private let queue: DispatchQueue
     private var sink: PluginSink?
     private var stopping = false
