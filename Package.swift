@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: ["Platform", "JSONValue", "ConfigTree", "Services", "DaemonConfig", "Mosquitto", "SensorPlugins",
-                           "BuiltinPlugins", "BitNet", "GGUF"]
+                           "BuiltinPlugins", "BitNet"]
         ),
         .executableTarget(
             name: "bitnetd",

@@ -44,7 +44,7 @@ public enum DaemonRunner {
             return 1
         }
 
-        guard checkModel(config.model) else { return 1 }
+        if let code = checkModel(config.model) { return code }
 
         let engine: Engine
         do {
@@ -125,8 +125,9 @@ public enum DaemonRunner {
         }
     }
 
-    /// Memory and checksum checks before the model is mapped.
-    static func checkModel(_ model: ModelConfig) -> Bool {
+    /// Memory and checksum checks before the model is loaded; the exit code when one fails
+    /// (3: the model cannot be used, 1: the check refuses it).
+    static func checkModel(_ model: ModelConfig) -> Int32? {
         do {
             let m = try StartupChecks.estimateMemory(model: model)
             switch StartupChecks.verdict(m, policy: model.memoryCheck) {
@@ -134,26 +135,26 @@ public enum DaemonRunner {
             case .warn(let figures): logger.warning("memory is short: \(figures)")
             case .refuse(let figures):
                 logger.critical("not enough memory: \(figures); lower model.context or set model.memory_check: warn")
-                return false
+                return 1
             }
         } catch {
-            logger.critical("model \(model.path): \(error)")
-            return false
+            logger.critical("cannot load model \(model.path): \(error)")
+            return 3
         }
         if let expected = model.sha256 {
             do {
                 let actual = try SHA256.hexDigest(ofFile: model.path)
                 guard actual == expected else {
                     logger.critical("model \(model.path): SHA-256 is \(actual), model.sha256 expects \(expected)")
-                    return false
+                    return 1
                 }
                 logger.info("model SHA-256 verified")
             } catch {
                 logger.critical("model \(model.path): \(error)")
-                return false
+                return 1
             }
         }
-        return true
+        return nil
     }
 
     /// Client options from the configuration; reads the password file or variable.

@@ -1,5 +1,5 @@
+import BitNet
 import DaemonConfig
-import GGUF
 import Glibc
 
 /// Checks done before the model is loaded (DESIGN.md §8 "Start-up check").
@@ -22,27 +22,12 @@ public enum StartupChecks {
         }
     }
 
-    /// Model file size + F16 KV cache (2 × layers × kv_heads × head_dim × context × 2 bytes) for
-    /// the configured context, from the file's metadata, against `MemAvailable`.
+    /// The model's footprint (`BitNetModel.footprint`: file, F16 KV cache for the configured
+    /// context, the LM-head copy) against `MemAvailable`.
     public static func estimateMemory(model: ModelConfig) throws -> MemoryEstimate {
-        let file = try GGUFFile(path: model.path)
-        let arch = file.architecture ?? "bitnet-b1.58"
-        func int(_ key: String) -> Int? { file.metadata["\(arch).\(key)"]?.integer.map { Int($0) } }
-        let layers = int("block_count") ?? 0
-        let embd = int("embedding_length") ?? 0
-        let heads = max(1, int("attention.head_count") ?? 1)
-        let kvHeads = int("attention.head_count_kv") ?? heads
-        let trained = int("context_length") ?? 4096
-        let ctx = model.context > 0 ? model.context : min(trained, 4096)
-        let kv = 2 * layers * kvHeads * (embd / heads) * ctx * 2
-        // The head copy: one int8 per weight plus a float scale per 32.
-        var copy = 0
-        if model.lmHead == "q8_0", let head = file.tensor(named: "output.weight") ?? file.tensor(named: "token_embd.weight") {
-            let n = head.dims.reduce(1, *)
-            copy = n + n / 32 * 4
-        }
-        return MemoryEstimate(modelBytes: file.fileSize, kvCacheBytes: kv, contextLength: ctx,
-                              availableBytes: availableMemoryBytes(), headCopyBytes: copy)
+        let f = try BitNetModel.footprint(path: model.path, contextLength: model.context, q8Head: model.lmHead == "q8_0")
+        return MemoryEstimate(modelBytes: f.fileBytes, kvCacheBytes: f.kvCacheBytes, contextLength: f.contextLength,
+                              availableBytes: availableMemoryBytes(), headCopyBytes: f.headCopyBytes)
     }
 
     public enum Verdict: Sendable, Equatable {
