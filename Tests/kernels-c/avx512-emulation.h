@@ -1,6 +1,6 @@
 /*
  * avx512-emulation.h — TEST ONLY. Portable C versions of exactly the AVX-512 intrinsics used by
- * Sources/CTernaryKernels/kernels-x86-avx512.c, written from the instruction definitions in Intel's
+ * Sources/CTernaryKernels/x86/avx512.c, written from the instruction definitions in Intel's
  * SDM (VPSRLVW, VPMADDUBSW, VPMADDWD, VPDPBUSD, VBROADCASTI64X4, VCVTPH2PS, VFMADD).
  *
  * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross) so the AVX-512 kernels'

@@ -1,5 +1,5 @@
 /*
- * kernels-x86-avx512.c — AVX-512 kernels (F + BW + VL, with and without VNNI).
+ * avx512.c — AVX-512 kernels (F + BW + VL, with and without VNNI).
  *
  * Per-function target attributes only; dispatch.c hands these out when the CPU reports avx512f,
  * avx512bw and avx512vl (and avx512vnni for the *_avx512vnni kernel). The operations the AVX-512
@@ -14,7 +14,7 @@
 
 #include <immintrin.h>
 
-#include "kernels-internal.h"
+#include "../kernels-internal.h"
 
 #if defined(TK_TEST_EMULATE_AVX512)
 #include "avx512-emulation.h"
@@ -57,7 +57,7 @@ static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
 
 /* Tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for token generation, one
  * row at a time (a single sequential weight stream with a software prefetch, which streamed best
- * in the AVX2 measurements, kernels-x86.c). */
+ * in the AVX2 measurements, avx2-ternary.c). */
 #define I2S_GEMM_BODY(TILE)                                                                        \
     const int64_t row_bytes = K / 4;                                                               \
     const int64_t nb = K / TK_I2S_BLOCK;                                                           \
