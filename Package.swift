@@ -47,6 +47,8 @@ let package = Package(
         // MARK: Engine
         .target(name: "GGUF"),
         .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels", "Platform"]),
+        // Model generation for `bitnetd dev`/`bench` and the tests (never linked into the daemon path).
+        .target(name: "BitNetTools", dependencies: ["BitNet", "GGUF", "CTernaryKernels"]),
 
         // MARK: Daemon
         .target(name: "Mosquitto", dependencies: ["CMosquitto", "Platform"]),
@@ -60,22 +62,28 @@ let package = Package(
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "GGUF", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         // MARK: Tests
-        .target(name: "TestSupport", dependencies: ["GGUF", "BitNet"], path: "Tests/TestSupport"),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        // One support home for every test target: temporary folders, polling, byte and GGUF
+        // fixtures, plugin helpers, and the process fixtures (a broker per test, the built binary).
+        .target(name: "TestKit", dependencies: ["GGUF", "BitNet", "BitNetTools", "ConfigTree", "DaemonConfig",
+                                                "SensorPlugins", "Platform", "Mosquitto"], path: "Tests/TestKit"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestKit"]),
         .testTarget(name: "KernelTests", dependencies: ["CTernaryKernels"]),
-        .testTarget(name: "BitNetTests", dependencies: ["BitNet", "GGUF", "TestSupport", "CTernaryKernels"]),
+        .testTarget(name: "BitNetTests", dependencies: ["BitNet", "BitNetTools", "GGUF", "TestKit", "CTernaryKernels"]),
         .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
-        .testTarget(name: "ServicesTests", dependencies: ["Services", "Platform"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "Platform", "TestKit"]),
         .testTarget(name: "JSONValueTests", dependencies: ["JSONValue"]),
-        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree"]),
+        .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "Platform", "TestKit"]),
+        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree", "TestKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
-                                                        "SensorPlugins", "TestSupport"]),
+                                                        "SensorPlugins", "BitNet", "TestKit"]),
+        // The built `bitnetd` as a process: end to end with a real broker, signals, systemd, CLI.
+        .testTarget(name: "IntegrationTests", dependencies: ["Mosquitto", "Platform", "TestKit"]),
     ]
 )
 
@@ -90,13 +98,12 @@ let sensorPlugins: [(id: String, module: String)] = [
 for p in sensorPlugins {
     package.targets.append(.target(name: p.module, dependencies: ["SensorPlugins", "ConfigTree", "Platform", "JSONValue"], path: "plugins/\(p.id)/Sources"))
     package.targets.append(.testTarget(
-        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "ConfigTree", "Platform", "JSONValue", "PluginTestSupport"],
+        name: p.module + "Tests", dependencies: [.target(name: p.module), "SensorPlugins", "ConfigTree", "Platform", "JSONValue", "TestKit"],
         path: "plugins/\(p.id)/Tests", exclude: ["Fixtures"]))
 }
 package.targets += [
     .target(name: "BuiltinPlugins", dependencies: ["SensorPlugins"] + sensorPlugins.map { .target(name: $0.module) },
             path: "plugins/all"),
-    .target(name: "PluginTestSupport", dependencies: ["SensorPlugins", "ConfigTree", "Platform", "DaemonConfig"], path: "Tests/PluginTestSupport"),
     .testTarget(name: "SensorPluginsTests", dependencies: ["SensorPlugins", "ConfigTree", "Platform", "JSONValue", "BuiltinPlugins",
-                                                           "PluginTestSupport", "DaemonConfig"]),
+                                                           "TestKit", "DaemonConfig"]),
 ]

@@ -245,7 +245,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// GPT-2's reversible byte ↔ printable character map: printable Latin-1 bytes map to
     /// themselves, the other 68 bytes to U+0100 onwards, in byte order.
-    static func byteAlphabet() -> ([Unicode.Scalar], [Unicode.Scalar: UInt8]) {
+    public static func byteAlphabet() -> ([Unicode.Scalar], [Unicode.Scalar: UInt8]) {
         var b2u = [Unicode.Scalar](repeating: " ", count: 256)
         var u2b: [Unicode.Scalar: UInt8] = [:]
         var n: UInt32 = 0

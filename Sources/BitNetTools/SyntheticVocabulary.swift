@@ -1,3 +1,5 @@
+import BitNet
+
 /// A byte-level BPE vocabulary for generated models: the 256 byte tokens, merges learned from a
 /// small built-in English text (so ordinary prompts tokenize into plausible pieces), then random
 /// merges of existing tokens up to the requested size, and the Llama-3 special tokens at the end

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BitNet
+import BitNetTools
 import GGUF
 import JSONValue
 import Platform

@@ -1,7 +1,8 @@
 import BitNet
+import BitNetTools
 import GGUF
 import Testing
-import TestSupport
+import TestKit
 
 /// Writes a small generated model and returns its path (in a temp dir the caller removes).
 func makeModel(_ dir: TempDir, _ name: String = "m.gguf", configure: (inout ModelSpec) -> Void = { _ in }) throws -> String {

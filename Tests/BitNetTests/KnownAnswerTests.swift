@@ -1,4 +1,5 @@
 import BitNet
+import BitNetTools
 import CTernaryKernels
 import GGUF
 import Testing

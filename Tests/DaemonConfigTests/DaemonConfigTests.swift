@@ -2,30 +2,7 @@ import ConfigTree
 import DaemonConfig
 import Glibc
 import Testing
-
-/// A temporary folder with files; removed at deinit.
-final class TempDir {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/bitnetd-config-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    deinit {
-        _ = system("rm -rf '\(path)'")
-    }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        let full = path + "/" + name
-        if let slash = full.lastIndex(of: "/") { mkdir(String(full[..<slash]), 0o755) }
-        let f = fopen(full, "w")!
-        fputs(text, f)
-        fclose(f)
-        return full
-    }
-}
+import TestKit
 
 let minimal = """
 model:

@@ -2,6 +2,7 @@ import ConfigTree
 import DaemonConfig
 import Glibc
 import Testing
+import TestKit
 
 /// Hardening: big, deep, self-referencing or malformed configurations are reported with a
 /// position, never hang or crash the loader (the same code runs on SIGHUP inside the daemon).

@@ -1,6 +1,7 @@
 import DaemonConfig
 import Glibc
 import Testing
+import TestKit
 
 /// `etc/bitnetd.yaml` is the complete reference: it must load, and mention every key of the schema.
 @Suite struct ReferenceConfigTests {

@@ -6,6 +6,7 @@ import Glibc
 import SensorPlugins
 import Synchronization
 import Testing
+import TestKit
 
 /// A real engine behind a gate: the test holds the inference thread while jobs queue up, so
 /// what gets batched does not depend on timing. Records the size of every decide call.

@@ -9,6 +9,7 @@ import Platform
 import SensorPlugins
 import Synchronization
 import Testing
+import TestKit
 
 /// In-memory transport: records what would be published.
 final class RecordingTransport: MQTTTransport {

@@ -6,6 +6,7 @@ import Platform
 import SensorPlugins
 import Synchronization
 import Testing
+import TestKit
 
 /// A transport whose connection and unacknowledged-publish count the test sets.
 final class SwitchableTransport: MQTTTransport {

@@ -6,6 +6,7 @@ import Glibc
 import Mosquitto
 import SensorPlugins
 import Testing
+import TestKit
 
 /// `input: plugin` routes in the core: windows, debounce, no MQTT subscription; HA discovery documents.
 @Suite struct PluginRouteTests {

@@ -2,6 +2,7 @@ import Daemon
 import JSONValue
 import SensorPlugins
 import Testing
+import TestKit
 
 @Suite struct ReadingWindowTests {
     func reading(_ t: Double, _ fields: JSONObject) -> Reading {

@@ -1,6 +1,6 @@
 import GGUF
 import Testing
-import TestSupport
+import TestKit
 
 /// The reader must reject every class of corrupt file with the right error kind and the byte
 /// offset of the offending field, and never crash (spec §1.3, STYLE guideline 5).

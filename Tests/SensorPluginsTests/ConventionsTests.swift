@@ -1,9 +1,9 @@
 import BuiltinPlugins
 import Foundation
 import Platform
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 /// Every `plugins/<id>/` folder is a complete plugin (STYLE.md guideline 9), like Telegraf's
 /// conventions test: README.md, sample.yaml, Sources/, Tests/ with Fixtures/, a kebab-case id equal

@@ -1,9 +1,9 @@
 import Dispatch
 import Platform
-import PluginTestSupport
 import SensorPlugins
 import Synchronization
 import Testing
+import TestKit
 
 /// A sampled plugin whose samples are scripted by the test.
 final class FakeSampled: SampledSensorPlugin {

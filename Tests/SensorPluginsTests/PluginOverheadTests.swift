@@ -4,9 +4,9 @@ import Platform
 import PluginFileTail
 import PluginLinuxThermal
 import PluginSystem
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 /// Overhead of the built-in plugins: CPU per sample, and CPU and RSS of a host running all of them
 /// at 1 s intervals. Figures for the issue notes, never timed assertions; run with
@@ -26,9 +26,9 @@ struct PluginOverheadTests {
     }
 
     @Test func overhead() async throws {
-        let dir = try TempDir("measure")
+        let dir = TempDir("measure")
         defer { dir.remove() }
-        try dir.write("log", "")
+        dir.write("log", "")
         let thermalRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../plugins/linux-thermal/Tests/Fixtures/pi4").standardizedFileURL.path
         let system = SystemPlugin(settings: PluginSettings(id: "system", name: "system", interval: 1))
@@ -41,7 +41,7 @@ struct PluginOverheadTests {
             _ = plugin.sample(at: 0)
             let c0 = cpuSeconds()
             for i in 0..<2000 {
-                if name == "file-tail" { try dir.append("log", "{\"n\": \(i)}\n") }
+                if name == "file-tail" { dir.append("log", "{\"n\": \(i)}\n") }
                 _ = plugin.sample(at: 0)
             }
             report.append("  \(name): \(String(format: "%.1f", (cpuSeconds() - c0) / 2000 * 1e6))")
@@ -49,7 +49,7 @@ struct PluginOverheadTests {
 
         let writer = Task.detached {
             for i in 0..<30 {
-                try? dir.append("log", "temp_c=\(20 + i % 5)\n")
+                dir.append("log", "temp_c=\(20 + i % 5)\n")
                 try? await Task.sleep(nanoseconds: 1_000_000_000)
             }
         }

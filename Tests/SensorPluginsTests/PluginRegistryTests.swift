@@ -1,8 +1,8 @@
 import BuiltinPlugins
 import ConfigTree
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 @Suite struct PluginRegistryTests {
     let registry = BuiltinPlugins.registry

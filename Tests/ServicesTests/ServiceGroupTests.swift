@@ -3,6 +3,7 @@ import Platform
 import Services
 import Synchronization
 import Testing
+import TestKit
 
 /// A service that records when it is running and when it has stopped in a shared log.
 final class RecordingService: Service {
@@ -37,16 +38,6 @@ final class EventLog: Sendable {
     let events = Mutex<[String]>([])
     func add(_ e: String) { events.withLock { $0.append(e) } }
     var all: [String] { events.withLock { $0 } }
-}
-
-/// Polls `condition` every 10 ms until it holds or the timeout passes.
-func poll(timeoutS: Double, _ condition: () -> Bool) -> Bool {
-    let end = monotonicSeconds() + timeoutS
-    while monotonicSeconds() < end {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
 }
 
 @Suite struct ServiceGroupTests {

@@ -2,10 +2,10 @@ import Foundation
 import JSONValue
 import Platform
 import PluginExec
-import PluginTestSupport
 import SensorPlugins
 import Synchronization
 import Testing
+import TestKit
 
 /// Exec plugins under a real `PluginHost`, with small shell scripts written into a temp folder.
 /// Timeouts are generous upper bounds for a loaded 2-core machine; the tests poll, they do not sleep.
@@ -15,7 +15,7 @@ import Testing
                 workingDirectory: String? = nil) throws -> ExecPlugin {
         // Run through /bin/sh rather than exec'ing the file: a script written just now can be held
         // open for writing by a child another test is spawning at that moment (ETXTBSY).
-        try dir.write("\(name).sh", script + "\n")
+        dir.write("\(name).sh", script + "\n")
         var options = ExecPlugin.Options(command: ["/bin/sh", dir.file("\(name).sh")],
                                          environment: environment ?? currentEnvironment(), workingDirectory: workingDirectory)
         options.restartMin = restartMin
@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func goodAndBadLinesThenSilence() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: """
             echo '{"topic": "bme280", "fields": {"temperature_c": 21.5, "ok": true}, "ts": 1764427200}'
@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func crashesAreReportedAndRestartedWithExponentialBackoff() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "echo '{\"n\": 1}'\nexit 3", restartMin: 0.1, restartMax: 0.4)
         let rec = Recorder()
@@ -84,7 +84,7 @@ import Testing
     }
 
     @Test func aRunLongerThanTheMaximumDelayResetsTheBackoff() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "sleep 0.4\nexit 0", restartMin: 0.05, restartMax: 0.2)
         let rec = Recorder()
@@ -96,7 +96,7 @@ import Testing
     }
 
     @Test func killedBySignalAndFinalLineWithoutNewline() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "printf '{\"last\": true}'\nkill -SEGV $$", restartMin: 60, restartMax: 60)
         let rec = Recorder()
@@ -111,7 +111,7 @@ import Testing
     }
 
     @Test func stopKillsAChildThatIgnoresSIGTERMWithinTheGracePeriod() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: """
             trap '' TERM
@@ -142,7 +142,7 @@ import Testing
     }
 
     @Test func leftoverChildrenOfACrashedPluginAreKilled() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "sleep 1000 &\necho \"{\\\"child\\\": $!}\"\nexit 1", restartMin: 10, restartMax: 10)
         let rec = Recorder()
@@ -157,7 +157,7 @@ import Testing
     /// `setsid` takes a descendant out of the plugin's process group, so the group kill misses
     /// it; it still carries the plugin's process-tree mark and goes with the plugin.
     @Test func descendantsThatCallSetsidEndWithThePlugin() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "setsid sleep 1000 &\necho \"{\\\"child\\\": $!}\"\nexec sleep 1000")
         let rec = Recorder()
@@ -174,7 +174,7 @@ import Testing
     }
 
     @Test func aSilentChildBlocksNothing() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let silent = try plugin(dir, script: "exec sleep 1000", name: "silent")
         let ticker = Ticker(settings: PluginSettings(id: "ticker", name: "ticker", interval: 0.05))
@@ -205,7 +205,7 @@ import Testing
     }
 
     @Test func environmentAndWorkingDirectory() async throws {
-        let dir = try TempDir("exec")
+        let dir = TempDir("exec")
         defer { dir.remove() }
         let p = try plugin(dir, script: "echo \"{\\\"cwd\\\": \\\"$(pwd)\\\", \\\"foo\\\": \\\"$FOO\\\", \\\"home\\\": \\\"${HOME:-unset}\\\"}\"\nexec sleep 1000",
                            environment: ["FOO=bar baz", "PATH=/usr/bin:/bin"], workingDirectory: "/usr")

@@ -1,9 +1,9 @@
 import Foundation
 import JSONValue
 import PluginFileTail
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 @Suite struct FileTailPluginTests {
     let settings = PluginSettings(id: "file-tail", name: "logger", interval: 1)
@@ -28,65 +28,65 @@ import Testing
     }
 
     @Test func startsAtTheEndAndFollowsAppends() throws {
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
-        try dir.write("log", "a=1\nb=2\n")
+        dir.write("log", "a=1\nb=2\n")
         let plugin = FileTailPlugin(settings: settings, path: dir.file("log"))
         #expect(plugin.sample(at: 1) == PluginSample())
-        try dir.append("log", "c=3\nd=")
+        dir.append("log", "c=3\nd=")
         #expect(plugin.sample(at: 2).readings.map(\.fields) == [["c": 3]])
         // The partial line is held until its newline arrives.
-        try dir.append("log", "4\n")
+        dir.append("log", "4\n")
         #expect(plugin.sample(at: 3).readings.map(\.fields) == [["d": 4]])
     }
 
     @Test func survivesRenameAndCreate() throws {
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
-        try dir.write("log", "old=0\n")
+        dir.write("log", "old=0\n")
         let plugin = FileTailPlugin(settings: settings, path: dir.file("log"))
         _ = plugin.sample(at: 1)
-        try dir.append("log", "old=1\n")
+        dir.append("log", "old=1\n")
         // logrotate: rename, then the writer appends a last line to the old file and opens a new one.
         #expect(rename(dir.file("log"), dir.file("log.1")) == 0)
-        try dir.append("log.1", "old=2\n")
+        dir.append("log.1", "old=2\n")
         #expect(plugin.sample(at: 2).readings.map(\.fields) == [["old": 1], ["old": 2]])
-        try dir.write("log", "new=1\nnew=2\n")
+        dir.write("log", "new=1\nnew=2\n")
         #expect(plugin.sample(at: 3).readings.map(\.fields) == [["new": 1], ["new": 2]])
-        try dir.append("log", "new=3\n")
-        try dir.append("log.1", "old=3\n")
+        dir.append("log", "new=3\n")
+        dir.append("log.1", "old=3\n")
         #expect(plugin.sample(at: 4).readings.map(\.fields) == [["new": 3]])
     }
 
     @Test func survivesTruncation() throws {
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
-        try dir.write("log", "x=1\nx=2\n")
+        dir.write("log", "x=1\nx=2\n")
         let plugin = FileTailPlugin(settings: settings, path: dir.file("log"), fromBeginning: true)
         #expect(plugin.sample(at: 1).readings.count == 2)
         // copytruncate: same inode, size back to zero, then new lines.
         #expect(truncate(dir.file("log"), 0) == 0)
-        try dir.append("log", "x=3\n")
+        dir.append("log", "x=3\n")
         #expect(plugin.sample(at: 2).readings.map(\.fields) == [["x": 3]])
     }
 
     @Test func missingFileIsReportedThenReadFromItsBeginningWhenItAppears() throws {
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
         let plugin = FileTailPlugin(settings: settings, path: dir.file("later.log"))
         let first = plugin.sample(at: 1)
         #expect(first.errors == [PluginError("read_failed", "\(dir.file("later.log")): No such file or directory")])
-        try dir.write("later.log", "{\"v\": 1}\n")
+        dir.write("later.log", "{\"v\": 1}\n")
         #expect(plugin.sample(at: 2).readings.map(\.fields) == [["v": 1]])
     }
 
     @Test func overlongLinesAreSkipped() throws {
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
-        try dir.write("log", "")
+        dir.write("log", "")
         let plugin = FileTailPlugin(settings: settings, path: dir.file("log"), maxLineBytes: 256)
         _ = plugin.sample(at: 1)
-        try dir.append("log", "k=" + String(repeating: "x", count: 1000) + "\nk=ok\n")
+        dir.append("log", "k=" + String(repeating: "x", count: 1000) + "\nk=ok\n")
         let sample = plugin.sample(at: 2)
         #expect(sample.readings.map(\.fields) == [["k": "ok"]])
         #expect(sample.errors.count == 1)
@@ -109,9 +109,9 @@ import Testing
             "bitnetd.yaml:5:19: plugins[0].topic_suffix: a topic suffix cannot contain '+' or '#', got 'a/#'",
             "bitnetd.yaml:6:5: plugins[1].path: required key is missing",
         ])
-        let dir = try TempDir("tail")
+        let dir = TempDir("tail")
         defer { dir.remove() }
-        try dir.write("log", "")
+        dir.write("log", "")
         let ok = try makePlugins(registry, yaml: """
             plugins:
               - id: file-tail
@@ -121,7 +121,7 @@ import Testing
             """)
         let plugin = try #require(ok.plugins.first as? FileTailPlugin)
         _ = plugin.sample(at: 1)
-        try dir.append("log", "{\"t\": 1}\nt=2\n")
+        dir.append("log", "{\"t\": 1}\nt=2\n")
         let sample = plugin.sample(at: 2)
         #expect(sample.readings == [Reading(topicSuffix: "garden", fields: ["t": 1], timestamp: 2)])
         #expect(sample.errors.first?.message.contains("not JSON") == true)

@@ -1,9 +1,9 @@
 import Foundation
 import Platform
 import PluginLinuxThermal
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 @Suite struct LinuxThermalPluginTests {
     let settings = PluginSettings(id: "linux-thermal", name: "soc", interval: 10)
@@ -41,7 +41,7 @@ import Testing
     }
 
     @Test func noThermalDirectoryOrNoZones() throws {
-        let dir = try TempDir("thermal")
+        let dir = TempDir("thermal")
         defer { dir.remove() }
         let plugin = LinuxThermalPlugin(settings: settings, root: FileSystemRoot(dir.path))
         #expect(plugin.sample(at: 1).errors.map(\.code) == ["read_failed"])
@@ -52,12 +52,12 @@ import Testing
     }
 
     @Test func aZoneThatAppearsLaterIsPickedUp() throws {
-        let dir = try TempDir("thermal")
+        let dir = TempDir("thermal")
         defer { dir.remove() }
         let root = try dir.copyTree(from: fixture("pi4"))
         let plugin = LinuxThermalPlugin(settings: settings, root: FileSystemRoot(root))
         #expect(plugin.sample(at: 1).readings.count == 1)
-        try dir.write("root/sys/class/thermal/thermal_zone1/temp", "38000\n")
+        dir.write("root/sys/class/thermal/thermal_zone1/temp", "38000\n")
         #expect(plugin.sample(at: 2).readings.map(\.topicSuffix) == ["thermal_zone0", "thermal_zone1"])
         #expect(plugin.sample(at: 2).readings.last?.fields["type"] == nil)
     }

@@ -1,15 +1,15 @@
 import Foundation
 import Platform
 import PluginSystem
-import PluginTestSupport
 import SensorPlugins
 import Testing
+import TestKit
 
 @Suite struct SystemPluginTests {
     let settings = PluginSettings(id: "system", name: "system", interval: 10)
 
     @Test func recordedProcTree() throws {
-        let dir = try TempDir("system")
+        let dir = TempDir("system")
         defer { dir.remove() }
         let root = try dir.copyTree(from: fixture("debian-x86"))
         let plugin = SystemPlugin(settings: settings, root: FileSystemRoot(root))
@@ -39,30 +39,30 @@ import Testing
     }
 
     @Test func cpuUsageFromTwoSamples() throws {
-        let dir = try TempDir("system")
+        let dir = TempDir("system")
         defer { dir.remove() }
         let root = try dir.copyTree(from: fixture("debian-x86"))
         let plugin = SystemPlugin(settings: settings, root: FileSystemRoot(root))
         //                                 user nice system idle iowait irq softirq steal guest guest_nice
-        try dir.write("root/proc/stat", "cpu  1000 0 500 8000 500 0 0 0 0 0\ncpu0 1 2 3 4\n")
+        dir.write("root/proc/stat", "cpu  1000 0 500 8000 500 0 0 0 0 0\ncpu0 1 2 3 4\n")
         _ = plugin.sample(at: 1)
-        try dir.write("root/proc/stat", "cpu  1100 0 550 8300 550 0 0 0 50 0\ncpu0 1 2 3 4\n")
+        dir.write("root/proc/stat", "cpu  1100 0 550 8300 550 0 0 0 50 0\ncpu0 1 2 3 4\n")
         // busy 150 of 500 jiffies (guest is part of user and not counted twice).
         #expect(plugin.sample(at: 2).readings.first?.fields["cpu_usage_percent"] == 30)
         // Counters that go backwards (a fake tree reset, a wrap): no value rather than a wrong one.
-        try dir.write("root/proc/stat", "cpu  10 0 5 80 5 0 0 0 0 0\n")
+        dir.write("root/proc/stat", "cpu  10 0 5 80 5 0 0 0 0 0\n")
         #expect(plugin.sample(at: 3).readings.first?.fields["cpu_usage_percent"] == nil)
     }
 
     @Test func garbageMissingAndUnreadableFilesAreReportedOneByOne() throws {
-        let dir = try TempDir("system")
+        let dir = TempDir("system")
         defer { dir.remove() }
         let root = try dir.copyTree(from: fixture("debian-x86"))
-        try dir.write("root/proc/loadavg", "garbage\n")
+        dir.write("root/proc/loadavg", "garbage\n")
         try FileManager.default.removeItem(atPath: root + "/proc/uptime")
         try FileManager.default.removeItem(atPath: root + "/proc/stat")
         try FileManager.default.createDirectory(atPath: root + "/proc/stat", withIntermediateDirectories: false)
-        try dir.write("root/proc/meminfo", "MemTotal: 1000 kB\nMemFree: 10 kB\n")
+        dir.write("root/proc/meminfo", "MemTotal: 1000 kB\nMemFree: 10 kB\n")
         let plugin = SystemPlugin(settings: settings, root: FileSystemRoot(root))
         let sample = plugin.sample(at: 1)
         #expect(sample.readings.isEmpty)
@@ -72,7 +72,7 @@ import Testing
         #expect(sample.errors[2].message == "\(root)/proc/uptime: No such file or directory")
         #expect(sample.errors[3].message == "\(root)/proc/stat: Is a directory")
 
-        try dir.write("root/proc/uptime", "12.5 20.0\n")
+        dir.write("root/proc/uptime", "12.5 20.0\n")
         let partial = plugin.sample(at: 2)
         #expect(partial.readings.first?.fields == ["uptime_s": 12.5])
         #expect(partial.errors.count == 3)

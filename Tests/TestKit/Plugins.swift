@@ -5,13 +5,7 @@ import Platform
 import SensorPlugins
 import Synchronization
 
-// Shared helpers of the plugin test targets: YAML → plugin nodes through the daemon's own YAML
-// parser, temporary fake trees, a thread-safe recorder for host callbacks, and polling.
-
-public struct TestFailure: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}
+// Plugin test helpers: YAML → plugin nodes through the daemon's own YAML parser, a thread-safe recorder for host callbacks, and polling.
 
 /// The entries of the `plugins:` list of a YAML text, as the daemon would hand them over.
 public func pluginNodes(yaml: String, file: String = "bitnetd.yaml") throws -> [ConfigNode] {
@@ -32,48 +26,6 @@ public func makePlugins(_ registry: PluginRegistry, yaml: String, file: String =
     } catch {
         return ([], error.errors.map(\.description))
     }
-}
-
-/// A fresh directory under the system temp folder, removed by `remove()`.
-public struct TempDir: Sendable {
-    public let path: String
-
-    public init(_ label: String = "plugin-test") throws {
-        var template = Array((NSTemporaryDirectory() + "/bitnetd-\(label)-XXXXXX").utf8CString)
-        guard let p = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        path = String(cString: p)
-    }
-
-    public func file(_ relative: String) -> String { path + "/" + relative }
-
-    public func write(_ relative: String, _ text: String, executable: Bool = false) throws {
-        let full = file(relative)
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        try text.write(toFile: full, atomically: false, encoding: .utf8)
-        if executable { chmod(full, 0o755) }
-    }
-
-    public func append(_ relative: String, _ text: String) throws {
-        guard let h = FileHandle(forWritingAtPath: file(relative)) else { throw TestFailure("cannot open \(relative)") }
-        defer { try? h.close() }
-        h.seekToEndOfFile()
-        h.write(Data(text.utf8))
-    }
-
-    /// Copies a fixture tree into this directory (so a test may change it).
-    public func copyTree(from source: String, to relative: String = "root") throws -> String {
-        let dest = file(relative)
-        try FileManager.default.copyItem(atPath: source, toPath: dest)
-        return dest
-    }
-
-    public func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// `Fixtures/<name>` beside the test file that calls it.
-public func fixture(_ name: String, file: String = #filePath) -> String {
-    URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("Fixtures").appendingPathComponent(name).path
 }
 
 /// Records what a `PluginHost` or a `PluginSink` delivers, from any thread.
@@ -114,16 +66,6 @@ public final class Recorder: Sendable {
         let (r, e) = (onReading, onError)
         return PluginSink(reading: { r(settings, $0) }, error: { e(settings, $0) }, log: log)
     }
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass; returns whether it held.
-public func poll(timeout: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = monotonicSeconds() + timeout
-    while monotonicSeconds() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(nanoseconds: 20_000_000)
-    }
-    return condition()
 }
 
 /// Whether a process exists (signal 0).

@@ -4,6 +4,7 @@ import Mosquitto
 import Platform
 import Synchronization
 import Testing
+import TestKit
 
 /// The hardening issue's reliability suite: the daemon as a process, attacked as a hostile plugin,
 /// a hostile requester and a flaky network would. Every assertion is a count or a bound on memory,

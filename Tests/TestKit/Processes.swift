@@ -7,9 +7,9 @@ import Synchronization
 // Fixtures for the end-to-end tests: a real mosquitto per test on its own port, the built
 // bitnetd binary, mosquitto_pub as the requesting client and a libmosquitto observer.
 
-enum Fixture {
+public enum Fixture {
     /// `/tmp/bitnetd-e2e-<pid>`; folders of earlier runs whose process is gone are removed.
-    static let root: String = {
+    public static let root: String = {
         let fm = FileManager.default
         for name in (try? fm.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix("bitnetd-e2e-") {
             if let pid = Int32(name.dropFirst("bitnetd-e2e-".count)), kill(pid, 0) != 0 {
@@ -22,7 +22,7 @@ enum Fixture {
     }()
 
     /// The built daemon: $BITNETD_BIN, else .build/debug/bitnetd, else .build/release/bitnetd.
-    static let binary: String = {
+    public static let binary: String = {
         if let b = ProcessInfo.processInfo.environment["BITNETD_BIN"] { return b }
         let cwd = FileManager.default.currentDirectoryPath
         for c in [".build/debug/bitnetd", ".build/release/bitnetd"] where FileManager.default.isExecutableFile(atPath: cwd + "/" + c) {
@@ -32,7 +32,7 @@ enum Fixture {
     }()
 
     /// One small generated model shared by all tests (DESIGN.md §9: generated, never downloaded).
-    static let model: String = {
+    public static let model: String = {
         let path = root + "/model.gguf"
         let rc = run([binary, "dev", "make-model", "--out", path, "--arch", "bitnet-b1.58", "--layers", "2",
                       "--embd", "128", "--heads", "4", "--kv-heads", "2", "--ff", "256", "--vocab", "512",
@@ -41,18 +41,18 @@ enum Fixture {
         return path
     }()
 
-    static func tempDir() -> String {
+    public static func tempDir() -> String {
         let dir = root + "/" + UUID().uuidString.prefix(8)
         mkdir(dir, 0o755)
         return dir
     }
 
-    static func write(_ path: String, _ text: String) {
+    public static func write(_ path: String, _ text: String) {
         FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
     }
 
     /// A TCP port nobody listens on right now.
-    static func freePort() -> Int {
+    public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -65,7 +65,7 @@ enum Fixture {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    static func canConnect(port: Int) -> Bool {
+    public static func canConnect(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -79,7 +79,7 @@ enum Fixture {
 
     /// Runs a program to completion; returns its exit status.
     @discardableResult
-    static func run(_ argv: [String], stdin: String? = nil, output: String? = nil) -> Int32 {
+    public static func run(_ argv: [String], stdin: String? = nil, output: String? = nil) -> Int32 {
         let p = Child(argv, stdin: stdin, output: output)
         return p.wait()
     }
@@ -87,11 +87,11 @@ enum Fixture {
 
 /// A child process started with posix_spawn, an empty signal mask and default signal handlers
 /// (a broker started from a test thread must not inherit a blocked SIGTERM; platform notes).
-final class Child: @unchecked Sendable {
-    let pid: pid_t
+public final class Child: @unchecked Sendable {
+    public let pid: pid_t
     private var status: Int32?
 
-    init(_ argv: [String], stdin: String? = nil, output: String? = nil, env: [String: String] = [:]) {
+    public init(_ argv: [String], stdin: String? = nil, output: String? = nil, env: [String: String] = [:]) {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         var empty = sigset_t()
@@ -122,11 +122,11 @@ final class Child: @unchecked Sendable {
         pid = p
     }
 
-    func signal(_ s: Int32) { kill(pid, s) }
+    public func signal(_ s: Int32) { kill(pid, s) }
 
     /// Exit status (or 128 + signal); nil if still running after `timeoutS`.
     @discardableResult
-    func wait(timeoutS: Double = 60) -> Int32 {
+    public func wait(timeoutS: Double = 60) -> Int32 {
         if let status { return status }
         let end = Date().addingTimeInterval(timeoutS)
         while Date() < end {
@@ -142,7 +142,7 @@ final class Child: @unchecked Sendable {
         return -1
     }
 
-    var isRunning: Bool {
+    public var isRunning: Bool {
         if status != nil { return false }
         var st: Int32 = 0
         let r = waitpid(pid, &st, WNOHANG)
@@ -162,14 +162,14 @@ final class Child: @unchecked Sendable {
 }
 
 /// A mosquitto broker on 127.0.0.1 with its own config and port.
-final class Broker: @unchecked Sendable {
-    let port: Int
-    let dir: String
-    let configPath: String
+public final class Broker: @unchecked Sendable {
+    public let port: Int
+    public let dir: String
+    public let configPath: String
     private var child: Child?
 
     /// `extra` is appended to the listener's configuration (TLS, auth).
-    init(persistence: Bool = false, extra: String = "", anonymous: Bool = true, port: Int? = nil) throws {
+    public init(persistence: Bool = false, extra: String = "", anonymous: Bool = true, port: Int? = nil) throws {
         self.port = port ?? Fixture.freePort()
         dir = Fixture.tempDir()
         configPath = dir + "/mosquitto.conf"
@@ -189,7 +189,7 @@ final class Broker: @unchecked Sendable {
         try start()
     }
 
-    func start() throws {
+    public func start() throws {
         child = Child(["mosquitto", "-c", configPath], output: dir + "/mosquitto.out")
         let end = Date().addingTimeInterval(10)
         while !Fixture.canConnect(port: port) {
@@ -200,7 +200,7 @@ final class Broker: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    public func stop() {
         child?.signal(SIGTERM)
         child?.wait(timeoutS: 10)
         child = nil
@@ -209,21 +209,16 @@ final class Broker: @unchecked Sendable {
     deinit { stop() }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
 /// `bitnetd run` on a generated config.
-final class DaemonProcess: @unchecked Sendable {
-    let dir: String
-    let configPath: String
-    let logPath: String
-    private(set) var child: Child?
+public final class DaemonProcess: @unchecked Sendable {
+    public let dir: String
+    public let configPath: String
+    public let logPath: String
+    public private(set) var child: Child?
 
-    let env: [String: String]
+    public let env: [String: String]
 
-    init(config: String, dir: String = Fixture.tempDir(), start: Bool = true, env: [String: String] = [:]) {
+    public init(config: String, dir: String = Fixture.tempDir(), start: Bool = true, env: [String: String] = [:]) {
         self.dir = dir
         self.env = env
         configPath = dir + "/bitnetd.yaml"
@@ -232,51 +227,41 @@ final class DaemonProcess: @unchecked Sendable {
         if start { self.start() }
     }
 
-    func start() {
+    public func start() {
         child = Child([Fixture.binary, "run", "--config", configPath], output: logPath, env: env)
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    func rewriteConfig(_ text: String) { Fixture.write(configPath, text) }
+    public func rewriteConfig(_ text: String) { Fixture.write(configPath, text) }
 
-    func signal(_ s: Int32) { child?.signal(s) }
+    public func signal(_ s: Int32) { child?.signal(s) }
 
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
-    func stop(timeoutS: Double = 30) -> Int32 {
+    public func stop(timeoutS: Double = 30) -> Int32 {
         child?.signal(SIGTERM)
         return child?.wait(timeoutS: timeoutS) ?? -1
     }
 
-    func waitForLog(_ text: String, timeoutS: Double = 20) -> Bool {
+    public func waitForLog(_ text: String, timeoutS: Double = 20) -> Bool {
         poll(timeoutS: timeoutS) { self.log.contains(text) }
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or the timeout passes.
-func poll(timeoutS: Double, _ condition: () -> Bool) -> Bool {
-    let end = Date().addingTimeInterval(timeoutS)
-    while Date() < end {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 /// A libmosquitto client that records every message on its subscriptions.
-final class Observer: @unchecked Sendable {
+public final class Observer: @unchecked Sendable {
     final class Box: Sendable {
         let received = Mutex<[MQTTMessage]>([])
         let up = Atomic<Bool>(false)
     }
 
-    let client: MQTTClient
+    public let client: MQTTClient
     private let box = Box()
 
     /// `persistent`: a session the broker keeps (and queues QoS 1 messages for) across its own
     /// restart, when it has persistence.
-    init(port: Int, topics: [String], tls: MQTTTLSOptions? = nil, username: String? = nil, password: String? = nil,
+    public init(port: Int, topics: [String], tls: MQTTTLSOptions? = nil, username: String? = nil, password: String? = nil,
          version: MQTTVersion = .v5, persistent: Bool = false) throws {
         client = try MQTTClient(options: MQTTClientOptions(
             host: "127.0.0.1", port: port, version: version, clientID: "observer-\(UUID().uuidString.prefix(8))",
@@ -291,32 +276,32 @@ final class Observer: @unchecked Sendable {
         usleep(100_000) // SUBACK
     }
 
-    var messages: [MQTTMessage] { box.received.withLock { $0 } }
+    public var messages: [MQTTMessage] { box.received.withLock { $0 } }
 
-    func messages(on topic: String) -> [MQTTMessage] { messages.filter { $0.topic == topic } }
+    public func messages(on topic: String) -> [MQTTMessage] { messages.filter { $0.topic == topic } }
 
     /// Waits until at least `count` messages on `topic` (nil = any) arrived.
     @discardableResult
-    func wait(for count: Int, on topic: String? = nil, timeoutS: Double = 20) -> [MQTTMessage] {
+    public func wait(for count: Int, on topic: String? = nil, timeoutS: Double = 20) -> [MQTTMessage] {
         _ = poll(timeoutS: timeoutS) { (topic.map { messages(on: $0) } ?? messages).count >= count }
         return topic.map { messages(on: $0) } ?? messages
     }
 
-    func clear() { box.received.withLock { $0.removeAll() } }
+    public func clear() { box.received.withLock { $0.removeAll() } }
 
     deinit { client.stop() }
 }
 
 extension MQTTMessage {
-    var text: String { String(decoding: payload, as: UTF8.self) }
-    var json: [String: Any] {
+    public var text: String { String(decoding: payload, as: UTF8.self) }
+    public var json: [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any]) ?? [:]
     }
 }
 
 /// `mosquitto_pub` with MQTT 5 and extra arguments.
 @discardableResult
-func mqttPublish(port: Int, topic: String, message: String? = nil, file: String? = nil, qos: Int = 1,
+public func mqttPublish(port: Int, topic: String, message: String? = nil, file: String? = nil, qos: Int = 1,
                  extra: [String] = []) -> Int32 {
     var argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", "\(port)", "-V", "5", "-q", "\(qos)", "-t", topic]
     if let message { argv += ["-m", message] }

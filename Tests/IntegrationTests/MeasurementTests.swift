@@ -4,6 +4,7 @@ import Mosquitto
 import Platform
 import Synchronization
 import Testing
+import TestKit
 
 /// Figures for the issue notes, not a timed test: runs only with BITNETD_MEASURE=1 (use a release
 /// binary via BITNETD_BIN). Prints end-to-end latency (publish → decision received) for 100

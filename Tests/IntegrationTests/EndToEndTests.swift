@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Mosquitto
 import Testing
+import TestKit
 
 /// End-to-end: a real mosquitto, the built `bitnetd`, `mosquitto_pub` as the requester and a
 /// libmosquitto observer. Each test has its own broker on its own port.

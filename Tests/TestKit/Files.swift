@@ -1,25 +1,54 @@
-#if canImport(Glibc)
+import Foundation
 import Glibc
-#endif
-import BitNet
-import GGUF
 
-/// A fresh temporary directory, removed by `remove()`.
-public struct TempDir: Sendable {
+/// A fresh directory `/tmp/bitnetd-<label>-XXXXXX`, removed by `remove()` or when the last
+/// reference goes.
+public final class TempDir: Sendable {
     public let path: String
 
-    public init(_ prefix: String = "bitnetd-test") {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    public init(_ label: String = "test") {
+        var template = Array("/tmp/bitnetd-\(label)-XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(p != nil, "mkdtemp failed")
         path = String(cString: p!)
     }
 
-    public func file(_ name: String) -> String { path + "/" + name }
+    deinit { remove() }
 
-    public func remove() {
-        _ = system("rm -rf '\(path)'")
+    public func file(_ relative: String) -> String { path + "/" + relative }
+
+    /// Writes `text` to `relative` (creating folders), optionally executable; returns the full path.
+    @discardableResult
+    public func write(_ relative: String, _ text: String, executable: Bool = false) -> String {
+        let full = file(relative)
+        if let slash = full.lastIndex(of: "/") {
+            try? FileManager.default.createDirectory(atPath: String(full[..<slash]), withIntermediateDirectories: true)
+        }
+        precondition(FileManager.default.createFile(atPath: full, contents: Data(text.utf8)), "cannot write \(full)")
+        if executable { chmod(full, 0o755) }
+        return full
     }
+
+    public func append(_ relative: String, _ text: String) {
+        guard let h = FileHandle(forWritingAtPath: file(relative)) else { preconditionFailure("cannot open \(relative)") }
+        defer { try? h.close() }
+        h.seekToEndOfFile()
+        h.write(Data(text.utf8))
+    }
+
+    /// Copies a fixture tree into this directory (so a test may change it).
+    public func copyTree(from source: String, to relative: String = "root") throws -> String {
+        let dest = file(relative)
+        try FileManager.default.copyItem(atPath: source, toPath: dest)
+        return dest
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// `Fixtures/<name>` beside the test file that calls it.
+public func fixture(_ name: String, file: String = #filePath) -> String {
+    URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("Fixtures").appendingPathComponent(name).path
 }
 
 /// Writes bytes to a file (tests only; traps on failure).
@@ -74,27 +103,3 @@ public func store<T: FixedWidthInteger>(_ v: T, at off: Int, in bytes: inout [UI
 
 /// The small GGUF fixture for reader tests: a BitNet architecture, metadata of every scalar
 /// type, string and integer arrays, and tensors of F32 and I2_S.
-public func readerFixture() -> GGUFWriter {
-    var w = GGUFWriter()
-    w.set("general.architecture", .string("bitnet-b1.58"))
-    w.set("general.name", .string("fixture"))
-    w.set("test.u8", .uint8(7))
-    w.set("test.i16", .int16(-3))
-    w.set("test.f64", .float64(2.5))
-    w.set("test.bool", .bool(true))
-    w.set("test.strings", .array(.string(["a", "bc", "def"])))
-    w.set("test.ints", .array(.int32([1, -2, 3])))
-    w.addTensor("norm.weight", type: .f32, dims: [128]) { buf in
-        let f = buf.bindMemory(to: Float.self)
-        for i in 0..<128 { f[i] = Float(i) }
-    }
-    w.addTensor("blk.0.attn_q.weight", type: .i2_s, dims: [128, 4]) { buf in
-        for i in 0..<128 { buf[i] = 0x92 }
-        buf.storeBytes(of: Float(0.5), toByteOffset: 128, as: Float.self)
-    }
-    w.addTensor("blk.0.attn_k.weight", type: .i2_s, dims: [256, 2]) { buf in
-        for i in 0..<128 { buf[i] = 0x55 }
-        buf.storeBytes(of: Float(0.25), toByteOffset: 128, as: Float.self)
-    }
-    return w
-}

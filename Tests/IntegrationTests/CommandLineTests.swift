@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Mosquitto
 import Testing
+import TestKit
 
 /// The built binary's subcommands, end to end.
 @Suite struct CommandLineTests {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Mosquitto
 import Testing
+import TestKit
 
 /// Sensor plugins inside the daemon (issue 6) and Home Assistant discovery (issue 8 item 4), end
 /// to end with a real mosquitto and the built binary.
