@@ -26,25 +26,14 @@ public final class Engine: @unchecked Sendable {
     public init(modelPath: String, options: EngineOptions) throws {
         let t0 = monotonicMilliseconds()
         let model = try BitNetModel(path: modelPath)
-        var pre: PreTokenizer? = nil
-        if let p = options.preTokenizer {
-            guard let m = PreTokenizer(rawValue: p) ?? PreTokenizer(ggmlName: p) else {
-                throw RequestError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2)")
-            }
-            pre = m
-        }
-        let tokenizer = try Tokenizer(file: model.file, override: pre)
+        let tokenizer = try Tokenizer(file: model.file, override: options.preTokenizer)
         let kernels = try KernelSet(forced: options.kernel)
         let ctx = model.contextLength(requested: options.contextLength)
         self.model = model
         self.tokenizer = tokenizer
         self.context = InferenceContext(model: model, kernels: kernels, pool: ThreadPool(threads: options.threads),
                                         contextLength: ctx)
-        switch options.lmHead {
-        case "file", "": break
-        case "q8_0": context.useQ8LMHead(true)
-        default: throw RequestError("unknown LM head '\(options.lmHead)' (file, q8_0)")
-        }
+        if options.lmHead == .q8_0 { context.useQ8LMHead(true) }
         self.loadMs = monotonicMilliseconds() - t0
     }
 

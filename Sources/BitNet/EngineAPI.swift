@@ -1,25 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 // The session API the daemon and the CLI use (DESIGN.md §3 `BitNet`: decide, generate, score).
 // Calls are blocking and run the model on the engine's own threads; call them from a thread of
 // your own (never from Swift's cooperative pool). One call at a time per Engine.
 
-/// How a model is loaded and run.
+/// A kernel path of `CTernaryKernels` (an ISA's traits table).
+public enum KernelPath: String, Sendable, CaseIterable {
+    case scalar, avx2, avx512, neon, dotprod
+
+    /// `BITNETD_KERNEL` (tests, or to step around a kernel bug); nil when unset or empty. Read
+    /// by the executables (the CLI, the daemon), never by the engine itself.
+    public static func fromEnvironment() throws -> KernelPath? {
+        guard let v = getenv("BITNETD_KERNEL").map({ String(cString: $0) }), !v.isEmpty else { return nil }
+        guard let p = KernelPath(rawValue: v) else {
+            throw RequestError("BITNETD_KERNEL: unknown kernel path '\(v)' (known: \(allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return p
+    }
+}
+
+/// Which LM head the engine reads.
+public enum LMHead: String, Sendable, CaseIterable {
+    /// The file's own weights (exact).
+    case file
+    /// A Q8_0 copy built at load time: about half the bytes per generated token, logits change
+    /// slightly (`bench --lm-head-eval` measures how much).
+    case q8_0
+}
+
+/// How a model is loaded and run. Every choice is typed: names from a command line or a config
+/// file are parsed where they are read (`KernelPath(rawValue:)`, `PreTokenizer(ggmlName:)`, …).
 public struct EngineOptions: Sendable {
     /// Worker threads for the matrix kernels; 0 = number of online CPUs.
     public var threads: Int
     /// KV-cache length in tokens; 0 = min(model's trained context, 4096).
     public var contextLength: Int
-    /// Forces a kernel path ("scalar", "avx2", "avx512", "neon", "dotprod"); nil = environment
-    /// `BITNETD_KERNEL`, else the fastest the CPU supports.
-    public var kernel: String?
-    /// Pre-tokenizer override: nil = from the file (spec §5.2), "llama3", or "default" (bitnet.cpp parity).
-    public var preTokenizer: String?
+    /// Forces a kernel path; nil = the fastest the CPU supports.
+    public var kernel: KernelPath?
+    /// Pre-tokenizer override: nil = from the file (spec §5.2).
+    public var preTokenizer: PreTokenizer?
+    public var lmHead: LMHead
 
-    /// LM head: "file" (the file's own weights, exact) or "q8_0" (a Q8_0 copy built at load
-    /// time: about half the bytes per generated token, logits change slightly).
-    public var lmHead: String
-
-    public init(threads: Int = 0, contextLength: Int = 0, kernel: String? = nil, preTokenizer: String? = nil,
-                lmHead: String = "file") {
+    public init(threads: Int = 0, contextLength: Int = 0, kernel: KernelPath? = nil, preTokenizer: PreTokenizer? = nil,
+                lmHead: LMHead = .file) {
         self.threads = threads
         self.contextLength = contextLength
         self.kernel = kernel

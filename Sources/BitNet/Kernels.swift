@@ -21,22 +21,14 @@ public struct KernelSet: @unchecked Sendable {
 
     public static var cpuFeatures: String { String(cString: tk_cpu_features()) }
 
-    /// `forced` (or else the environment's `BITNETD_KERNEL`) names a path; nil picks the fastest.
-    /// An unknown or unavailable forced path is an error, not a silent fallback.
-    public init(forced: String? = nil) throws {
-        var want = forced
-        if want == nil, let env = getenv("BITNETD_KERNEL") {
-            let s = String(cString: env)
-            if !s.isEmpty { want = s }
-        }
-        if let want {
-            let id = tk_path_from_name(want)
-            guard id >= 0 else {
-                throw RequestError("unknown kernel path '\(want)' (known: scalar, avx2, avx512, neon, dotprod)")
-            }
-            let path = tk_path(rawValue: UInt32(id))
-            guard let t = tk_kernels_get(path) else {
-                throw RequestError("kernel path '\(want)' is not available on this CPU (available: \(Self.availablePaths.joined(separator: ", ")); CPU features: \(Self.cpuFeatures))")
+    /// `forced` names a path; nil picks the fastest. An unavailable forced path is an error, not
+    /// a silent fallback.
+    public init(forced: KernelPath? = nil) throws {
+        if let want = forced {
+            let id = tk_path_from_name(want.rawValue)
+            precondition(id >= 0, "KernelPath and tk_path_from_name disagree on '\(want.rawValue)'")
+            guard let t = tk_kernels_get(tk_path(rawValue: UInt32(id))) else {
+                throw RequestError("kernel path '\(want.rawValue)' is not available on this CPU (available: \(Self.availablePaths.joined(separator: ", ")); CPU features: \(Self.cpuFeatures))")
             }
             table = t
         } else {

@@ -49,9 +49,10 @@ public enum DaemonRunner {
         let engine: Engine
         do {
             var options = EngineOptions(threads: config.model.threads, contextLength: config.model.context)
-            options.kernel = config.model.kernel == "auto" ? nil : config.model.kernel
-            options.preTokenizer = config.model.preTokenizer
-            options.lmHead = config.model.lmHead
+            // The config's names were checked against the same lists when it was read.
+            options.kernel = try config.model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
+            options.preTokenizer = config.model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
+            options.lmHead = LMHead(rawValue: config.model.lmHead) ?? .file
             engine = try Engine(modelPath: config.model.path, options: options)
         } catch {
             logger.critical("cannot load model \(config.model.path): \(error)")

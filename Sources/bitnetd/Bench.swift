@@ -62,7 +62,7 @@ struct Bench: ParsableCommand {
     var json = false
 
     @Option(help: "LM head for tg: file (exact) or q8_0 (Q8_0 copy built at load).")
-    var lmHead = "file"
+    var lmHead: LMHead = .file
 
     @Option(help: "Instead of speed: compare the Q8_0 LM head with the file's own over N positions (max |Δlogit|, top-1 agreement).")
     var lmHeadEval: Int?
@@ -121,7 +121,8 @@ struct Bench: ParsableCommand {
         for t in threadList {
             let engine: Engine
             do {
-                engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: prompt + gen + 8, lmHead: lmHead))
+                engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: prompt + gen + 8,
+                                                                           kernel: KernelPath.fromEnvironment(), lmHead: lmHead))
             } catch {
                 throw fail(error)
             }
@@ -186,7 +187,8 @@ struct Bench: ParsableCommand {
     /// Logits with the file's LM head and with the Q8_0 copy over the same positions.
     func runLMHeadEval(path: String, positions: Int, threads: Int) throws {
         let engine: Engine
-        do { engine = try Engine(modelPath: path, options: EngineOptions(threads: threads, contextLength: positions + 1)) } catch { throw fail(error) }
+        do { engine = try Engine(modelPath: path, options: EngineOptions(threads: threads, contextLength: positions + 1,
+                                                                             kernel: KernelPath.fromEnvironment())) } catch { throw fail(error) }
         let ctx = engine.context
         let V = engine.model.hp.vocabSize
         var rng = SplitMixXoshiro(seed: 5)
@@ -230,7 +232,8 @@ struct Bench: ParsableCommand {
         var jsonRows: [String] = []
         for t in threadList {
             let engine: Engine
-            do { engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: decidePrompt + 64)) } catch { throw fail(error) }
+            do { engine = try Engine(modelPath: path, options: EngineOptions(threads: t, contextLength: decidePrompt + 64,
+                                                                                 kernel: KernelPath.fromEnvironment())) } catch { throw fail(error) }
             let tok = engine.tokenizer
             // A constant instruction text of `decideConstant` tokens and a changing reading.
             let words = ["the", "sensor", "reads", "value", "decide", "action", "greenhouse", "temperature",

@@ -45,11 +45,20 @@ struct ModelOptions: ParsableArguments {
     var preTokenizer: String?
 
     @Option(help: "LM head: file (the file's own weights, exact) or q8_0 (a Q8_0 copy built at load: faster generation, slightly different logits).")
-    var lmHead = "file"
+    var lmHead: LMHead = .file
 
+    func validate() throws {
+        if let p = preTokenizer, PreTokenizer(rawValue: p) == nil && PreTokenizer(ggmlName: p) == nil {
+            throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2)")
+        }
+    }
+
+    /// The engine with the options of the command line (and `BITNETD_KERNEL`).
     func engine() throws -> Engine {
-        try Engine(modelPath: model, options: EngineOptions(threads: threads, contextLength: context,
-                                                            kernel: nil, preTokenizer: preTokenizer, lmHead: lmHead))
+        let pre = preTokenizer.flatMap { PreTokenizer(rawValue: $0) ?? PreTokenizer(ggmlName: $0) }
+        return try Engine(modelPath: model, options: EngineOptions(threads: threads, contextLength: context,
+                                                                   kernel: KernelPath.fromEnvironment(), preTokenizer: pre,
+                                                                   lmHead: lmHead))
     }
 }
 
@@ -78,7 +87,7 @@ struct Inspect: ParsableCommand {
         var tokenizer: Tokenizer?
         do { loaded = try BitNetModel(file: file) } catch { problems.append("\(error)") }
         do { tokenizer = try Tokenizer(file: file) } catch { problems.append("\(error)") }
-        let kernel = (try? KernelSet())?.name ?? "?"
+        let kernel = (try? KernelSet(forced: KernelPath.fromEnvironment()))?.name ?? "?"
         if json {
             var out = "{\"path\":\(jsonString(model)),\"version\":\(file.version),\"file_bytes\":\(file.fileSize),"
             out += "\"alignment\":\(file.alignment),\"data_start\":\(file.dataStart),\"metadata\":{"
@@ -271,3 +280,5 @@ struct Decide: ParsableCommand {
         }
     }
 }
+
+extension LMHead: ExpressibleByArgument {}

@@ -60,7 +60,7 @@ import Testing
         #expect(q == [64, -127, 32, 0])
         #expect(sum == -31)
         for path in KernelSet.availablePaths {
-            let k = try! KernelSet(forced: path)
+            let k = try! KernelSet(forced: KernelPath(rawValue: path)!)
             var q2 = [Int8](repeating: 0, count: 4)
             var sum2: Int32 = 0
             let s2 = k.table.pointee.quantize_i8!(x, &q2, 4, &sum2)
