@@ -227,3 +227,41 @@ extension EndToEndTests {
         }
     }
 }
+
+extension EndToEndTests.ReliabilityTests {
+    /// A flood on a route whose queue is full: every message takes the reject path, the error
+    /// topic gets one `queue_full` document (the rest counted), memory stays within the budget,
+    /// and the daemon answers as soon as its inference thread is free again.
+    @Test func aFloodIsRejectedCheaplyAndTheDaemonAnswersAfterIt() throws {
+        let broker = try Broker()
+        let observer = try Observer(port: broker.port, topics: ["bitnetd/error", "bitnetd/stats", "replies/after"])
+        let dir = Fixture.tempDir()
+        let hold = dir + "/hold"
+        Fixture.write(hold, "")
+        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, statsInterval: 1)
+            .replacingOccurrences(of: "size: 64", with: "size: 8")
+            .replacingOccurrences(of: "level: debug", with: "level: info"), dir: dir, env: ["BITNETD_TEST_HOLD_JOBS": hold])
+        defer { daemon.stop() }
+        #expect(daemon.waitForLog("connected to 127.0.0.1"))
+        let pid = daemon.child!.pid
+        let baseline = residentBytes(pid: pid)
+        let n = 20_000
+        let lines = dir + "/flood.txt"
+        Fixture.write(lines, String(repeating: "{\"state\":\"open\"}\n", count: n))
+        Fixture.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "\(broker.port)", "-q", "1", "-t", "home/a/door", "-l"], stdin: lines)
+        #expect(poll(timeoutS: 120) { observer.messages(on: "bitnetd/stats").contains { $0.json["received"] as? Int == n } },
+                "\(daemon.log.suffix(2000))")
+        let after = residentBytes(pid: pid)
+        let full = observer.messages(on: "bitnetd/error").filter { $0.json["error"] as? String == "queue_full" }
+        #expect(full.count == 1, "\(full.count) queue_full documents for \(n - 9) rejected messages")
+        #expect(after <= baseline + Self.budget, "RSS \(baseline) → \(after)")
+        unlink(hold)
+        // The queued jobs are worked off; then a new request is answered like any other.
+        #expect(poll(timeoutS: 60) { observer.messages(on: "bitnetd/stats").last?.json["queue"] as? Int == 0 })
+        mqttPublish(port: broker.port, topic: "home/b/door", message: #"{"state":"open"}"#,
+                    extra: ["-D", "publish", "response-topic", "replies/after"])
+        #expect(observer.wait(for: 1, on: "replies/after", timeoutS: 60).first?.json["label"] != nil, "\(daemon.log.suffix(2000))")
+        print("MEASURE flood n=\(n) baseline_rss=\(baseline) after_rss=\(after) queue_full_docs=\(full.count)")
+        #expect(daemon.stop() == 0)
+    }
+}
