@@ -53,12 +53,12 @@ extension InferenceContext {
     func lmHead(rowsOf xin: UnsafePointer<Float>, nt: Int, out: UnsafeMutablePointer<Float>) {
         if let copy = headCopy {
             let d = hp.embedding, V = hp.vocabSize
-            let path = kernels.table.pointee.path
+            let q8s = kernels.table.pointee.q8s_gemm!
             let xq = quantizedInput(xin, nt: nt)
             xq.withUnsafeBytes { xb in
                 pool.parallelFor(V, granularity: 64) { r0, r1 in
-                    tk_q8s_q8_0_gemm(copy.values, copy.scales, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt),
-                                     out, Int64(V), path)
+                    q8s(copy.values, copy.scales, Int64(d), Int64(r0), Int64(r1), xb.baseAddress!, Int64(nt),
+                        out, Int64(V))
                 }
             }
             return
@@ -78,11 +78,11 @@ extension InferenceContext {
         // The gemm writes out[id] for rows [id, id + 1) (ldo 0), so the base is shifted by id.
         if let copy = headCopy {
             let xq = quantizedInput(xin, nt: 1)  // once for all ids
-            let path = kernels.table.pointee.path
+            let q8s = kernels.table.pointee.q8s_gemm!
             xq.withUnsafeBytes { xb in
                 out.withUnsafeMutableBufferPointer { o in
                     for (k, id) in ids.enumerated() {
-                        tk_q8s_q8_0_gemm(copy.values, copy.scales, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0, path)
+                        q8s(copy.values, copy.scales, d, Int64(id), Int64(id) + 1, xb.baseAddress!, 1, o.baseAddress! + k - Int(id), 0)
                     }
                 }
             }
@@ -97,15 +97,9 @@ extension InferenceContext {
         return out
     }
 
+    /// The float-weight gemm of the head's type on this path (F32: a Swift loop, no C kernel).
     func floatGemm(_ type: GGMLType) -> tk_f_gemm_fn {
-        let t = kernels.table.pointee
-        switch type {
-        case .f16: return t.f16_gemm!
-        case .bf16: return t.bf16_gemm!
-        case .q8_0: return t.q8_0_gemm!
-        case .q6_K: return t.q6_k_gemm!
-        default: return f32GemmThunk
-        }
+        kernels.traits(type)?.gemm_f32 ?? f32GemmThunk
     }
 }
 

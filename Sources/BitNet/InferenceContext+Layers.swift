@@ -14,15 +14,12 @@ extension InferenceContext {
     func dequantizeRow(_ w: WeightMatrix, row: Int, into y: UnsafeMutablePointer<Float>) {
         let K = w.columns
         let rowPtr = w.data + row * w.type.rowBytes(K)
-        switch w.type {
-        case .f32: y.update(from: rowPtr.assumingMemoryBound(to: Float.self), count: K)
-        case .f16: tk_dequant_row_f16(rowPtr, y, Int64(K))
-        case .bf16: tk_dequant_row_bf16(rowPtr, y, Int64(K))
-        case .q8_0: tk_dequant_row_q8_0(rowPtr, y, Int64(K))
-        case .q6_K: tk_dequant_row_q6_k(rowPtr, y, Int64(K))
-        case .tq2_0: tk_dequant_row_tq2_0(rowPtr, y, Int64(K))
-        case .tq1_0: tk_dequant_row_tq1_0(rowPtr, y, Int64(K))
-        case .i2_s: tk_dequant_row_i2s(w.data + row * K / 4, w.alpha, y, Int64(K))
+        if let dequant = kernels.traits(w.type)?.dequant_row {
+            dequant(rowPtr, y, Int64(K))
+        } else if w.type == .i2_s {
+            tk_dequant_row_i2s(w.data + row * K / 4, w.alpha, y, Int64(K))  // needs the tensor's α
+        } else {
+            y.update(from: rowPtr.assumingMemoryBound(to: Float.self), count: K)  // F32
         }
     }
 
@@ -70,7 +67,6 @@ extension InferenceContext {
     /// region: y[t][m] = (Σ T·q) / s_t · α · scale.
     func bitLinear(_ mats: [(WeightMatrix, UnsafeMutablePointer<Float>)], n: Int, sink: StageSink?,
                    prefix: String, names: [String]) {
-        let table = kernels.table.pointee
         let dotsBase = dots
         let q8 = self.q8, actScale = self.actScale, actSum = self.actSum
         var dotOffsets: [Int] = []
@@ -94,10 +90,11 @@ extension InferenceContext {
                     let K = Int64(w.columns)
                     let M = w.rows
                     let alpha = w.alpha, scale = w.scale
-                    if w.type == .i2_s {
+                    let traits = kernels.traits(w.type)!  // the model loader admits ternary types only
+                    if let gemm = traits.gemm_i2s {
                         let dp = dotsBase + (groups.count == 1 ? dotOffsets[mi] : 0)
-                        table.i2s_gemm!(w.data.assumingMemoryBound(to: UInt8.self), K, Int64(r0), Int64(r1),
-                                        q8, K, Int64(n), dp, Int64(M))
+                        gemm(w.data.assumingMemoryBound(to: UInt8.self), K, Int64(r0), Int64(r1),
+                             q8, K, Int64(n), dp, Int64(M))
                         for t in 0..<n {
                             let s = actScale[t], sum = actSum[t]
                             let dt = dp + t * M, ot = out + t * M
@@ -108,8 +105,7 @@ extension InferenceContext {
                             }
                         }
                     } else {
-                        let fn = w.type == .tq2_0 ? table.tq2_gemm! : table.tq1_gemm!
-                        fn(w.data, K, Int64(r0), Int64(r1), q8, K, Int64(n), out, Int64(M))
+                        traits.gemm_i8!(w.data, K, Int64(r0), Int64(r1), q8, K, Int64(n), out, Int64(M))
                         for t in 0..<n {
                             let s = actScale[t]
                             let ot = out + t * M
@@ -185,7 +181,8 @@ extension InferenceContext {
     func attention(layer l: Int, n: Int, pos0: Int, tree: TreeLayout?) {
         let D = hp.headDim, H = hp.heads, group = hp.heads / hp.kvHeads
         let scale = 1 / sqrtf(Float(D))
-        let path = kernels.table.pointee.path
+        let table = kernels.table.pointee
+        let scoreRows = table.attn_scores!, valueRows = table.attn_values!
         let kc = kCache[l], vc = vCache[l]
         let ctx = contextLength
         let roundP = n == 1 && tree == nil
@@ -201,7 +198,7 @@ extension InferenceContext {
                 let q = qb + t * hp.qWidth + h * D
                 for i in 0..<D { qh[i] = roundF16(q[i]) }
                 let kbase = kc + g * ctx * D
-                tk_attn_scores(kbase, Int64(D), Int64(pos0 + t + 1), qh, sc, path)
+                scoreRows(kbase, Int64(D), Int64(pos0 + t + 1), qh, sc)
                 var len = pos0 + t + 1
                 var prefix = len
                 if let tree {
@@ -231,10 +228,10 @@ extension InferenceContext {
                 let vbase = vc + g * ctx * D
                 if let tree {
                     tree.slots[t].withUnsafeBufferPointer { sl in
-                        tk_attn_values(vbase, Int64(D), Int64(prefix), sl.baseAddress, Int64(sl.count), sc, o, path)
+                        valueRows(vbase, Int64(D), Int64(prefix), sl.baseAddress, Int64(sl.count), sc, o)
                     }
                 } else {
-                    tk_attn_values(vbase, Int64(D), Int64(len), nil, 0, sc, o, path)
+                    valueRows(vbase, Int64(D), Int64(len), nil, 0, sc, o)
                 }
             }
         }

@@ -37,6 +37,14 @@ public struct KernelSet: @unchecked Sendable {
     }
 }
 
+extension KernelSet {
+    /// The kernels of one weight type on this path (`tk_type_traits`: block size and bytes,
+    /// activation type, gemm, row dequantization), or nil for a type the kernels do not know.
+    public func traits(_ type: GGMLType) -> tk_type_traits? {
+        tk_type_traits_get(table, type.rawValue)?.pointee
+    }
+}
+
 /// Rounds to the nearest F16 value (round to nearest even), back in f32.
 @inline(__always) func roundF16(_ x: Float) -> Float {
     tk_f16_to_f32(tk_f32_to_f16(x))

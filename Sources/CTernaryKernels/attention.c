@@ -24,7 +24,7 @@ TK_NOCONTRACT float tk_f16_dot8_ref(const uint16_t *k, const float *q, int64_t D
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-static void attn_scores_ref(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out) {
+void tk_attn_scores_ref(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out) {
     for (int64_t j = 0; j < rows; j++) out[j] = tk_f16_dot8_ref(k + j * D, q, D);
 }
 
@@ -44,7 +44,7 @@ __attribute__((target("avx2,f16c"))) static float dot8_avx2(const uint16_t *k, c
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-__attribute__((target("avx2,f16c"))) static void attn_scores_avx2(const uint16_t *k, int64_t D, int64_t rows,
+__attribute__((target("avx2,f16c"))) void tk_attn_scores_avx2(const uint16_t *k, int64_t D, int64_t rows,
                                                                    const float *q, float *out) {
     for (int64_t j = 0; j < rows; j++) out[j] = dot8_avx2(k + j * D, q, D);
 }
@@ -71,21 +71,15 @@ TK_NOCONTRACT static float dot8_neon(const uint16_t *k, const float *q, int64_t 
 }
 #endif
 
-void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path) {
-#if defined(__x86_64__)
-    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
-        attn_scores_avx2(k, D, rows, q, out);
-        return;
-    }
-#endif
 #if defined(__aarch64__)
-    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
-        for (int64_t j = 0; j < rows; j++) out[j] = dot8_neon(k + j * D, q, D);
-        return;
-    }
+void tk_attn_scores_neon(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out) {
+    for (int64_t j = 0; j < rows; j++) out[j] = dot8_neon(k + j * D, q, D);
+}
 #endif
-    (void)path;
-    attn_scores_ref(k, D, rows, q, out);
+
+void tk_attn_scores(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out, tk_path path) {
+    const tk_kernels *t = tk_kernels_get(path);
+    (t ? t->attn_scores : tk_attn_scores_ref)(k, D, rows, q, out);
 }
 
 /* Row j of the values: the cached prefix's rows in order, then the tree path's slots. */
@@ -94,7 +88,7 @@ static inline const uint16_t *attn_value_row(const uint16_t *v, int64_t D, int64
     return v + (j < prefix ? j : (int64_t)slots[j - prefix]) * D;
 }
 
-TK_NOCONTRACT static void attn_values_ref(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots,
+TK_NOCONTRACT void tk_attn_values_ref(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots,
                                            int64_t nslots, const float *p, float *out) {
     for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
     for (int64_t j = 0; j < prefix + nslots; j++) {
@@ -105,11 +99,11 @@ TK_NOCONTRACT static void attn_values_ref(const uint16_t *v, int64_t D, int64_t 
 }
 
 #if defined(__x86_64__)
-TK_NOCONTRACT __attribute__((target("avx2,f16c"))) static void attn_values_avx2(const uint16_t *v, int64_t D, int64_t prefix,
+TK_NOCONTRACT __attribute__((target("avx2,f16c"))) void tk_attn_values_avx2(const uint16_t *v, int64_t D, int64_t prefix,
                                                                    const int32_t *slots, int64_t nslots,
                                                                    const float *p, float *out) {
     if (D % 8 != 0) {
-        attn_values_ref(v, D, prefix, slots, nslots, p, out);
+        tk_attn_values_ref(v, D, prefix, slots, nslots, p, out);
         return;
     }
     /* Columns are built 64 at a time in eight registers over all rows, then stored once: keeping
@@ -141,10 +135,10 @@ TK_NOCONTRACT __attribute__((target("avx2,f16c"))) static void attn_values_avx2(
 #endif
 
 #if defined(__aarch64__)
-TK_NOCONTRACT static void attn_values_neon(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+TK_NOCONTRACT void tk_attn_values_neon(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
                              const float *p, float *out) {
     if (D % 8 != 0) {
-        attn_values_ref(v, D, prefix, slots, nslots, p, out);
+        tk_attn_values_ref(v, D, prefix, slots, nslots, p, out);
         return;
     }
     for (int64_t i = 0; i < D; i++) out[i] = 0.0f;
@@ -162,20 +156,8 @@ TK_NOCONTRACT static void attn_values_neon(const uint16_t *v, int64_t D, int64_t
 
 void tk_attn_values(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
                     const float *p, float *out, tk_path path) {
-#if defined(__x86_64__)
-    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
-        attn_values_avx2(v, D, prefix, slots, nslots, p, out);
-        return;
-    }
-#endif
-#if defined(__aarch64__)
-    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
-        attn_values_neon(v, D, prefix, slots, nslots, p, out);
-        return;
-    }
-#endif
-    (void)path;
-    attn_values_ref(v, D, prefix, slots, nslots, p, out);
+    const tk_kernels *t = tk_kernels_get(path);
+    (t ? t->attn_values : tk_attn_values_ref)(v, D, prefix, slots, nslots, p, out);
 }
 
 /* Q8_0 quantization of one row (K a multiple of 32): per block d = max|x|/127 stored as f16,
@@ -247,7 +229,7 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256i q8s_block_avx2(co
                              _mm256_set1_epi16(1));
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void q8s_gemm_avx2(const int8_t *wq, const float *wd, int64_t K,
+__attribute__((target("avx2,fma,f16c"))) void tk_q8s_q8_0_gemm_avx2(const int8_t *wq, const float *wd, int64_t K,
                                                                     int64_t r0, int64_t r1, const void *xq, int64_t nt,
                                                                     float *out, int64_t ldo) {
     const int64_t nb = K / TK_QK8_0;
@@ -303,7 +285,7 @@ __attribute__((target("avx2,fma,f16c"))) static void q8s_gemm_avx2(const int8_t 
 #if defined(__aarch64__)
 /* The activation block scales are converted once per token (as in the AVX2 kernel), not once per
  * row and block. */
-static void q8s_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+void tk_q8s_q8_0_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
                           int64_t nt, float *out, int64_t ldo) {
     const int64_t nb = K / TK_QK8_0;
     if (nb > 512) {
@@ -341,18 +323,6 @@ static void q8s_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t 
 
 void tk_q8s_q8_0_gemm(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
                       int64_t nt, float *out, int64_t ldo, tk_path path) {
-#if defined(__x86_64__)
-    if ((path == TK_PATH_AVX2 || path == TK_PATH_AVX512) && tk_path_available(path)) {
-        q8s_gemm_avx2(wq, wd, K, r0, r1, xq, nt, out, ldo);
-        return;
-    }
-#endif
-#if defined(__aarch64__)
-    if (path == TK_PATH_NEON || path == TK_PATH_DOTPROD) {
-        q8s_gemm_neon(wq, wd, K, r0, r1, xq, nt, out, ldo);
-        return;
-    }
-#endif
-    (void)path;
-    tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
+    const tk_kernels *t = tk_kernels_get(path);
+    (t ? t->q8s_gemm : tk_q8s_q8_0_gemm_ref)(wq, wd, K, r0, r1, xq, nt, out, ldo);
 }

@@ -110,6 +110,9 @@ static const tk_kernels table_scalar = {
     .bf16_gemm = tk_bf16_f32_gemm_ref,
     .q8_0_gemm = tk_q8_0_f32_gemm_ref,
     .q6_k_gemm = tk_q6_k_f32_gemm_ref,
+    .attn_scores = tk_attn_scores_ref,
+    .attn_values = tk_attn_values_ref,
+    .q8s_gemm = tk_q8s_q8_0_gemm_ref,
 };
 
 #if defined(__x86_64__)
@@ -124,6 +127,9 @@ static const tk_kernels table_avx2 = {
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
     .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
+    .attn_scores = tk_attn_scores_avx2,
+    .attn_values = tk_attn_values_avx2,
+    .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
 };
 
 /* AVX-512 without VNNI (Skylake-X): maddubs-based ternary kernel. */
@@ -138,6 +144,9 @@ static const tk_kernels table_avx512 = {
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
     .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
+    .attn_scores = tk_attn_scores_avx2,
+    .attn_values = tk_attn_values_avx2,
+    .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
 };
 
 /* AVX-512 with VNNI (Cascade Lake, Ice Lake, Zen 4 and later). */
@@ -152,6 +161,9 @@ static const tk_kernels table_avx512vnni = {
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
     .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
+    .attn_scores = tk_attn_scores_avx2,
+    .attn_values = tk_attn_values_avx2,
+    .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
 };
 #endif
 
@@ -174,6 +186,15 @@ static const tk_kernels table_neon = {
     .q8_0_gemm = tk_q8_0_f32_gemm_ref,
     .q6_k_gemm = tk_q6_k_f32_gemm_ref,
 #endif
+#if defined(__aarch64__)
+    .attn_scores = tk_attn_scores_neon,
+    .attn_values = tk_attn_values_neon,
+    .q8s_gemm = tk_q8s_q8_0_gemm_neon,
+#else
+    .attn_scores = tk_attn_scores_ref,
+    .attn_values = tk_attn_values_ref,
+    .q8s_gemm = tk_q8s_q8_0_gemm_ref,
+#endif
 };
 #endif
 
@@ -189,6 +210,9 @@ static const tk_kernels table_dotprod = {
     .bf16_gemm = tk_bf16_f32_gemm_neon,
     .q8_0_gemm = tk_q8_0_f32_gemm_ref,
     .q6_k_gemm = tk_q6_k_f32_gemm_neon,
+    .attn_scores = tk_attn_scores_neon,
+    .attn_values = tk_attn_values_neon,
+    .q8s_gemm = tk_q8s_q8_0_gemm_neon,
 };
 #endif
 
@@ -237,6 +261,76 @@ const tk_kernels *tk_kernels_get(tk_path path) {
 #endif
     default: return NULL;
     }
+}
+
+/* Per-type rows, one set per table, built once from the tables above. */
+enum { TK_N_TYPES = 8, TK_N_TABLES = 6 };
+static const uint32_t known_types[TK_N_TYPES] = {TK_TYPE_F32, TK_TYPE_F16, TK_TYPE_Q8_0, TK_TYPE_Q6_K, TK_TYPE_BF16,
+                                                 TK_TYPE_TQ1_0, TK_TYPE_TQ2_0, TK_TYPE_I2_S};
+static tk_type_traits type_rows[TK_N_TABLES][TK_N_TYPES];
+static const tk_kernels *row_tables[TK_N_TABLES];
+static pthread_once_t rows_once = PTHREAD_ONCE_INIT;
+
+static tk_type_traits type_row(const tk_kernels *k, uint32_t type) {
+    tk_type_traits r;
+    memset(&r, 0, sizeof r);
+    r.type = type;
+    switch (type) {
+    case TK_TYPE_F32: r.name = "F32"; r.block_elems = 1; r.block_bytes = 4; r.act = TK_ACT_F32; break;
+    case TK_TYPE_F16:
+        r.name = "F16"; r.block_elems = 1; r.block_bytes = 2; r.act = TK_ACT_F32;
+        r.gemm_f32 = k->f16_gemm; r.dequant_row = tk_dequant_row_f16; break;
+    case TK_TYPE_BF16:
+        r.name = "BF16"; r.block_elems = 1; r.block_bytes = 2; r.act = TK_ACT_F32;
+        r.gemm_f32 = k->bf16_gemm; r.dequant_row = tk_dequant_row_bf16; break;
+    case TK_TYPE_Q8_0:
+        r.name = "Q8_0"; r.block_elems = TK_QK8_0; r.block_bytes = (int32_t)sizeof(tk_block_q8_0); r.act = TK_ACT_F32;
+        r.gemm_f32 = k->q8_0_gemm; r.dequant_row = tk_dequant_row_q8_0; break;
+    case TK_TYPE_Q6_K:
+        r.name = "Q6_K"; r.block_elems = TK_QK_K; r.block_bytes = (int32_t)sizeof(tk_block_q6_k); r.act = TK_ACT_F32;
+        r.gemm_f32 = k->q6_k_gemm; r.dequant_row = tk_dequant_row_q6_k; break;
+    case TK_TYPE_TQ1_0:
+        r.name = "TQ1_0"; r.block_elems = TK_QK_K; r.block_bytes = (int32_t)sizeof(tk_block_tq1_0); r.act = TK_ACT_I8;
+        r.gemm_i8 = k->tq1_gemm; r.dequant_row = tk_dequant_row_tq1_0; break;
+    case TK_TYPE_TQ2_0:
+        r.name = "TQ2_0"; r.block_elems = TK_QK_K; r.block_bytes = (int32_t)sizeof(tk_block_tq2_0); r.act = TK_ACT_I8;
+        r.gemm_i8 = k->tq2_gemm; r.dequant_row = tk_dequant_row_tq2_0; break;
+    case TK_TYPE_I2_S:
+        r.name = "I2_S"; r.block_elems = TK_I2S_BLOCK; r.block_bytes = TK_I2S_BLOCK_BYTES; r.act = TK_ACT_I8;
+        r.gemm_i2s = k->i2s_gemm; break;
+    }
+    return r;
+}
+
+static void build_rows(void) {
+    const tk_kernels *tables[TK_N_TABLES] = {&table_scalar, NULL, NULL, NULL, NULL, NULL};
+#if defined(__x86_64__)
+    tables[1] = &table_avx2;
+    tables[2] = &table_avx512;
+    tables[3] = &table_avx512vnni;
+#endif
+#if defined(__aarch64__) || defined(__ARM_NEON)
+    tables[4] = &table_neon;
+#endif
+#if defined(__aarch64__)
+    tables[5] = &table_dotprod;
+#endif
+    for (int t = 0; t < TK_N_TABLES; t++) {
+        row_tables[t] = tables[t];
+        if (!tables[t]) continue;
+        for (int i = 0; i < TK_N_TYPES; i++) type_rows[t][i] = type_row(tables[t], known_types[i]);
+    }
+}
+
+const tk_type_traits *tk_type_traits_get(const tk_kernels *k, uint32_t type) {
+    if (k == NULL) return NULL;
+    pthread_once(&rows_once, build_rows);
+    for (int t = 0; t < TK_N_TABLES; t++) {
+        if (row_tables[t] != k) continue;
+        for (int i = 0; i < TK_N_TYPES; i++)
+            if (known_types[i] == type) return &type_rows[t][i];
+    }
+    return NULL;
 }
 
 int tk_path_from_name(const char *name) {

@@ -117,4 +117,23 @@ TK_TQ_DECL(tk_tq1_i8_gemm_dotprod);
 #endif
 #endif
 
+/* Attention and the Q8_0 head copy, per path (attention.c). */
+void tk_attn_scores_ref(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out);
+void tk_attn_values_ref(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                        const float *p, float *out);
+#if defined(__x86_64__)
+void tk_attn_scores_avx2(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out);
+void tk_attn_values_avx2(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                         const float *p, float *out);
+void tk_q8s_q8_0_gemm_avx2(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                           int64_t nt, float *out, int64_t ldo);
+#endif
+#if defined(__aarch64__)
+void tk_attn_scores_neon(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out);
+void tk_attn_values_neon(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                         const float *p, float *out);
+void tk_q8s_q8_0_gemm_neon(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                           int64_t nt, float *out, int64_t ldo);
+#endif
+
 #endif /* BITNETD_KERNELS_INTERNAL_H */

@@ -717,7 +717,33 @@ static void test_dispatch(void) {
                   k->quantize_i8 && k->i2s_gemm && k->tq2_gemm && k->tq1_gemm && k->f16_gemm &&
                   k->bf16_gemm && k->q8_0_gemm && k->q6_k_gemm,
               "table of %s complete", tk_path_name((tk_path)p));
+        check(k->attn_scores && k->attn_values && k->q8s_gemm, "attention and head slots of %s", tk_path_name((tk_path)p));
+        /* The per-type rows: shapes from the layout constants, kernels from this path's table. */
+        const tk_type_traits *i2s = tk_type_traits_get(k, TK_TYPE_I2_S);
+        const tk_type_traits *tq2 = tk_type_traits_get(k, TK_TYPE_TQ2_0);
+        const tk_type_traits *tq1 = tk_type_traits_get(k, TK_TYPE_TQ1_0);
+        const tk_type_traits *f16 = tk_type_traits_get(k, TK_TYPE_F16);
+        const tk_type_traits *bf16 = tk_type_traits_get(k, TK_TYPE_BF16);
+        const tk_type_traits *q80 = tk_type_traits_get(k, TK_TYPE_Q8_0);
+        const tk_type_traits *q6k = tk_type_traits_get(k, TK_TYPE_Q6_K);
+        const tk_type_traits *f32 = tk_type_traits_get(k, TK_TYPE_F32);
+        check(i2s && i2s->act == TK_ACT_I8 && i2s->gemm_i2s == k->i2s_gemm && !i2s->gemm_i8 && !i2s->gemm_f32 &&
+                  i2s->block_elems == TK_I2S_BLOCK && i2s->block_bytes == TK_I2S_BLOCK_BYTES && !i2s->dequant_row,
+              "%s: I2_S row", tk_path_name((tk_path)p));
+        check(tq2 && tq2->act == TK_ACT_I8 && tq2->gemm_i8 == k->tq2_gemm && tq2->block_elems == TK_QK_K &&
+                  tq2->block_bytes == 66 && tq2->dequant_row == tk_dequant_row_tq2_0,
+              "%s: TQ2_0 row", tk_path_name((tk_path)p));
+        check(tq1 && tq1->act == TK_ACT_I8 && tq1->gemm_i8 == k->tq1_gemm && tq1->block_elems == TK_QK_K &&
+                  tq1->block_bytes == 54 && tq1->dequant_row == tk_dequant_row_tq1_0,
+              "%s: TQ1_0 row", tk_path_name((tk_path)p));
+        check(f16 && f16->act == TK_ACT_F32 && f16->gemm_f32 == k->f16_gemm && f16->block_bytes == 2 &&
+                  bf16 && bf16->gemm_f32 == k->bf16_gemm && q80 && q80->gemm_f32 == k->q8_0_gemm &&
+                  q80->block_elems == TK_QK8_0 && q80->block_bytes == 34 && q6k && q6k->gemm_f32 == k->q6_k_gemm &&
+                  q6k->block_elems == TK_QK_K && q6k->block_bytes == 210 && f32 && !f32->gemm_f32,
+              "%s: float rows", tk_path_name((tk_path)p));
+        check(tk_type_traits_get(k, 99) == NULL, "%s: unknown type has no row", tk_path_name((tk_path)p));
     }
+    check(tk_type_traits_get(NULL, TK_TYPE_I2_S) == NULL, "no table, no row");
     check(tk_path_from_name("bogus") == -1 && tk_path_from_name(NULL) == -1, "unknown name → -1");
     check(strcmp(tk_path_name((tk_path)99), "unknown") == 0, "out-of-range name");
     check(tk_cpu_features() != NULL && tk_cpu_features()[0] != 0, "cpu features string");

@@ -167,6 +167,13 @@ typedef enum {
     TK_PATH_COUNT = 5
 } tk_path;
 
+/* Attention and the Q8_0 head copy (contracts below: tk_attn_scores, tk_attn_values, tk_q8s_q8_0_gemm). */
+typedef void (*tk_attn_scores_fn)(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out);
+typedef void (*tk_attn_values_fn)(const uint16_t *v, int64_t D, int64_t prefix, const int32_t *slots, int64_t nslots,
+                                  const float *p, float *out);
+typedef void (*tk_q8s_gemm_fn)(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
+                               int64_t nt, float *out, int64_t ldo);
+
 typedef struct {
     tk_path path;
     const char *name;               /* "scalar", "avx2", "avx512", "neon", "dotprod" */
@@ -178,7 +185,42 @@ typedef struct {
     tk_f_gemm_fn bf16_gemm;
     tk_f_gemm_fn q8_0_gemm;
     tk_f_gemm_fn q6_k_gemm;
+    tk_attn_scores_fn attn_scores;  /* same bits on every path */
+    tk_attn_values_fn attn_values;  /* same bits on every path */
+    tk_q8s_gemm_fn q8s_gemm;        /* the Q8_0 LM-head copy × Q8_0 activations */
 } tk_kernels;
+
+/* ---------------------------------------------------------------------------------------------
+ * Per weight type: what the engine needs to run a matrix of that type on one path (ggml's
+ * type_traits_cpu is the model). Indexed by the GGUF type id of the file; the kernels come from
+ * the path's table (which points at the reference where the path has no faster one).
+ * ------------------------------------------------------------------------------------------- */
+
+enum {
+    TK_TYPE_F32 = 0, TK_TYPE_F16 = 1, TK_TYPE_Q8_0 = 8, TK_TYPE_Q6_K = 14, TK_TYPE_BF16 = 30,
+    TK_TYPE_TQ1_0 = 34, TK_TYPE_TQ2_0 = 35, TK_TYPE_I2_S = 36,
+};
+
+typedef enum {
+    TK_ACT_I8 = 0,   /* per-token int8 activations (tk_quantize_row_i8): the ternary types */
+    TK_ACT_F32 = 1,  /* f32 activations: the float types */
+} tk_act;
+
+typedef struct {
+    uint32_t type;          /* GGUF type id (TK_TYPE_*) */
+    const char *name;       /* "I2_S", "TQ2_0", … */
+    int32_t block_elems;    /* a row's length is a multiple of this */
+    int32_t block_bytes;    /* bytes per block (I2_S: 32 per 128 codes; its tensor adds α and padding) */
+    tk_act act;
+    tk_i2s_i8_gemm_fn gemm_i2s;   /* I2_S: raw-code sums (int32); NULL otherwise */
+    tk_tq_i8_gemm_fn gemm_i8;     /* TQ2_0/TQ1_0 × int8 (float); NULL otherwise */
+    tk_f_gemm_fn gemm_f32;        /* float weights × f32; NULL otherwise (F32: none in C) */
+    /* One row to f32 (embedding lookup); NULL for I2_S (needs α: tk_dequant_row_i2s) and F32. */
+    void (*dequant_row)(const void *row, float *y, int64_t K);
+} tk_type_traits;
+
+/* The row of `type` for the path of `k`, or NULL for a type the kernels do not know. */
+const tk_type_traits *tk_type_traits_get(const tk_kernels *k, uint32_t type);
 
 /* 1 if this build contains `path` and the running CPU supports it, else 0. */
 int tk_path_available(tk_path path);
