@@ -331,7 +331,9 @@ private struct Parser {
         }
 
         let (padded, o) = pos.addingReportingOverflow((alignment - pos % alignment) % alignment)
-        if o || padded > size {
+        // A vocabulary-only file (no tensors) may end right after its metadata, unpadded, as
+        // llama.cpp writes and reads them.
+        if o || (padded > size && !tensors.isEmpty) {
             throw fail(.truncated, at: pos, nil, "data section would start at \(padded), past the end (\(size))")
         }
         let dataStart = padded

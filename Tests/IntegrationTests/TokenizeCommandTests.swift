@@ -1,0 +1,71 @@
+import Foundation
+import GGUF
+import Glibc
+import Testing
+import TestKit
+
+/// `bitnetd tokenize` on the built binary: output formats, flags, exit codes, vocabulary-only files.
+@Suite struct TokenizeCommandTests {
+    /// Runs the binary; its stdout and exit status.
+    func tokenize(_ args: [String]) -> (Int32, String) {
+        let dir = Fixture.tempDir()
+        let out = dir + "/out.txt"
+        let rc = Fixture.run([Fixture.binary, "tokenize"] + args, output: out)
+        return (rc, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
+    /// The generated model's metadata without its tensors, ending right after the metadata (no
+    /// padding), as llama.cpp's vocab-only files do.
+    func vocabularyOnly() throws -> String {
+        let file = try GGUFFile(path: Fixture.model)
+        var w = GGUFWriter()
+        for k in file.keys { w.set(k, file.metadata[k]!) }
+        w.set("zz.end", .string("end"))
+        var bytes = w.header().bytes
+        while bytes.last == 0 { bytes.removeLast() }
+        if bytes.count % 32 == 0 { w.set("zz.end", .string("end!")); bytes = w.header().bytes; while bytes.last == 0 { bytes.removeLast() } }
+        #expect(bytes.count % 32 != 0, "the file must end unpadded")
+        let path = Fixture.tempDir() + "/vocab-only.gguf"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    @Test func idsPiecesFlagsAndExitCodes() throws {
+        let (rc, plain) = tokenize(["--model", Fixture.model, "--text", "The door is open. <|eot_id|>"])
+        #expect(rc == 0)
+        let ids = plain.split(separator: "\n")[0].split(separator: " ").compactMap { Int($0) }
+        #expect(plain.hasSuffix("\n") && plain.split(separator: "\n").count == 1 && ids.count > 3)
+        let (_, json) = tokenize(["--model", Fixture.model, "--text", "The door is open. <|eot_id|>", "--json"])
+        let doc = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        let jsonIDs = (doc?["ids"] as? [Int]) ?? []
+        let pieces = (doc?["pieces"] as? [String]) ?? []
+        #expect(jsonIDs == ids && pieces.count == ids.count)
+        #expect(pieces.first == "<|begin_of_text|>" && pieces.last == "<|eot_id|>", "\(pieces)")
+        #expect(pieces.contains("Ġ") || pieces.contains { $0.hasPrefix("Ġ") }, "GPT-2 byte alphabet kept: \(pieces)")
+        // --no-bos drops BOS; --no-special spells the special token out.
+        let (_, noBos) = tokenize(["--model", Fixture.model, "--text", "The door is open. <|eot_id|>", "--no-bos"])
+        #expect(noBos.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } == Array(ids.dropFirst()))
+        let (_, plainText) = tokenize(["--model", Fixture.model, "--text", "<|eot_id|>", "--no-special", "--no-bos", "--json"])
+        #expect(!plainText.contains("\"<|eot_id|>\""), "\(plainText)")
+        // Exit codes: a --file that is not UTF-8 → 1, an unreadable model → 2.
+        let bad = Fixture.tempDir() + "/bad.txt"
+        FileManager.default.createFile(atPath: bad, contents: Data([0x61, 0xFF, 0x62]))
+        #expect(tokenize(["--model", Fixture.model, "--file", bad]).0 == 1)
+        #expect(tokenize(["--model", "/nonexistent.gguf", "--text", "x"]).0 == 2)
+    }
+
+    @Test func aVocabularyOnlyFileTokenizesLikeTheModel() throws {
+        let vocab = try vocabularyOnly()
+        let text = "Greenhouse 2: temperature 34.5 C, humidity 30 %."
+        let (rcModel, fromModel) = tokenize(["--model", Fixture.model, "--text", text, "--json"])
+        let (rcVocab, fromVocab) = tokenize(["--model", vocab, "--text", text, "--json"])
+        #expect(rcModel == 0 && rcVocab == 0)
+        #expect(fromVocab == fromModel && !fromVocab.isEmpty)
+        // inspect reads it too (it has no tensors, so no model to run — said, not a parse error).
+        let dir = Fixture.tempDir()
+        _ = Fixture.run([Fixture.binary, "inspect", vocab], output: dir + "/inspect.txt")
+        let inspect = (try? String(contentsOfFile: dir + "/inspect.txt", encoding: .utf8)) ?? ""
+        #expect(!inspect.contains("truncated") && !inspect.contains("past the end"), "\(inspect)")
+        #expect(inspect.contains("tokenizer"), "\(inspect)")
+    }
+}
