@@ -55,7 +55,11 @@ public final class ChildProcess: Sendable {
     public static let markVariable = "BITNETD_PROCESS_TREE"
     private static let nextMark = Atomic<Int>(1)
 
-    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32, mark: String) {
+    /// Whether the child leads a process group of its own (signals then go to the whole group).
+    private let ownGroup: Bool
+
+    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32, mark: String, ownGroup: Bool) {
+        self.ownGroup = ownGroup
         self.pid = pid
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
@@ -95,8 +99,10 @@ public final class ChildProcess: Sendable {
     /// data on (e.g. to a queue) and return. With a `budget`, every chunk handed to `onOutput` is
     /// charged to it and the pipes are not read while it is spent: the consumer gives the bytes
     /// back when it has dealt with them, and a child that writes faster blocks in `write()`.
+    /// `ownProcessGroup: false` keeps the child in the caller's process group, so a Ctrl-C at the
+    /// terminal reaches it too (a helper process that must not outlive an interactive command).
     public static func spawn(_ argv: [String], environment: [String]?, workingDirectory: String?,
-                             budget: ByteBudget? = nil,
+                             budget: ByteBudget? = nil, ownProcessGroup: Bool = true,
                              onOutput: @escaping @Sendable (Stream, [UInt8]) -> Void,
                              onExit: @escaping @Sendable (Status) -> Void) throws(SystemError) -> ChildProcess {
         precondition(!argv.isEmpty)
@@ -143,7 +149,8 @@ public final class ChildProcess: Sendable {
         sigfillset(&defaults)
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+                                              | (ownProcessGroup ? POSIX_SPAWN_SETPGROUP : 0)))
 
         let cArgv = argv.map { strdup($0) } + [nil]
         // Every descendant inherits this mark, also one that leaves the process group with
@@ -173,7 +180,7 @@ public final class ChildProcess: Sendable {
         for fd in [out.read, err.read] {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)  // poll says when; never block in read
         }
-        let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read, mark: mark)
+        let child = ChildProcess(pid: pid, stdoutFD: out.read, stderrFD: err.read, mark: mark, ownGroup: ownProcessGroup)
         let threadError = startThread {
             child.pump(budget, onOutput)
             child.waitForExit(onExit)
@@ -191,7 +198,7 @@ public final class ChildProcess: Sendable {
     /// Sends `sig` to the child's process group; does nothing once the child is reaped.
     public func signal(_ sig: Int32) {
         reaped.withLock { done in
-            if !done { kill(-pid, sig) }
+            if !done { kill(ownGroup ? -pid : pid, sig) }
         }
     }
 
@@ -259,7 +266,7 @@ public final class ChildProcess: Sendable {
             if errno != EINTR { break }
         }
         let status: Status = reaped.withLock { done in
-            kill(-pid, SIGKILL)
+            if ownGroup { kill(-pid, SIGKILL) }
             killTree()
             var raw: Int32 = 0
             while waitpid(pid, &raw, 0) < 0 {

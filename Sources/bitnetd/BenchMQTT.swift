@@ -86,8 +86,10 @@ extension Bench {
 
         let daemon: ChildProcess
         do {
+            // In bench's own process group: a Ctrl-C stops the daemon with the bench (in a group of
+            // its own it survived an interrupted bench).
             daemon = try ChildProcess.spawn(["/proc/self/exe", "run", "--config", dir + "/bench.yaml"], environment: nil,
-                                            workingDirectory: nil,
+                                            workingDirectory: nil, ownProcessGroup: false,
                                             onOutput: { _, bytes in replies.log.withLock { $0 += bytes } },
                                             onExit: { status in replies.exit.withLock { $0 = status } })
         } catch {
