@@ -11,12 +11,13 @@ import Services
 /// MQTT client, stats, systemd notifications. `bitnetd run` calls `run(configPath:)`.
 ///
 /// The engine is loaded first; then the services (`Services/`) start in dependency order (MQTT,
-/// inference thread, plugins, stats, watchdog) and stop in reverse:
+/// inference thread, plugins, stats, outbox, heap trim, watchdog) and stop in reverse:
 /// SIGTERM/SIGINT → finish (or, after `queue.drain_timeout_s`, error) every queued job → refuse
-/// late arrivals → retained `offline` → DISCONNECT. Subscriptions are kept so a persistent session
-/// collects requests while the daemon is down. SIGHUP re-reads the configuration; a bad one is reported and
-/// the running one kept. What SIGKILL can lose: libmosquitto acknowledges a QoS 1 request when it
-/// arrives, so the jobs in the queue (at most `queue.size`) are lost unanswered.
+/// late arrivals → flush the outbox if connected → final stats, retained `offline` → DISCONNECT.
+/// Subscriptions are kept so a persistent session collects requests while the daemon is down.
+/// SIGHUP re-reads the configuration; a bad one is reported and the running one kept. What SIGKILL
+/// can lose: libmosquitto acknowledges a QoS 1 request around its callback, so the queued jobs, the
+/// outbox and answers not acknowledged yet are lost (docs/daemon.md "What survives").
 public enum DaemonRunner {
     static let logger = Logger(label: "bitnetd")
 
