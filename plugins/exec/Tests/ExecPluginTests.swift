@@ -49,12 +49,10 @@ import TestKit
             "bad_line: stdout line 4: 'topic': a topic suffix cannot contain '+' or '#', got 'a/+': '{\"topic\": \"a/+\", \"fields\": {\"x\": 1}}'",
         ])
         #expect(rec.logs.contains("plugin sensor: stderr: warming up"))
-        // Silent now (sleeping): nothing more arrives, and stop() ends it with SIGTERM — well before
-        // the 5 s grace after which SIGKILL would be sent (the bound is about that, not about speed:
-        // 0.5 s was once exceeded by 1 ms on a loaded CI machine).
-        let t0 = monotonicSeconds()
+        // Silent now (sleeping): nothing more arrives, and stop() ends it with SIGTERM — the 5 s
+        // grace after which SIGKILL would be sent is never reached (said by the log, not a clock).
         host.stop()
-        #expect(monotonicSeconds() - t0 < 2.5)
+        #expect(!rec.logs.contains { $0.contains("did not stop within") })
         #expect(rec.logs.contains { $0.hasPrefix("plugin sensor: pid ") && $0.hasSuffix("was killed by signal 15 (SIGTERM) on stop") })
     }
 
@@ -132,9 +130,9 @@ import TestKit
         #expect(pids.allSatisfy(isRunning))
         let t0 = monotonicSeconds()
         host.stop()
-        let took = monotonicSeconds() - t0
-        #expect(took >= 0.45)
-        #expect(took < 2.0)
+        // The grace was honoured (a lower bound holds on any CPU); that stop() then ended it is
+        // said by the SIGKILL log line and the processes being gone, not by an upper time bound.
+        #expect(monotonicSeconds() - t0 >= 0.45)
         #expect(rec.logs.contains { $0.contains("did not stop within 0.5 s; sending SIGKILL") })
         // The script and its background child (same process group) are gone.
         #expect(await poll(timeout: 5) { !pids.contains(where: isRunning) })
@@ -180,12 +178,11 @@ import TestKit
         let ticker = Ticker(settings: PluginSettings(id: "ticker", name: "ticker", interval: 0.05))
         let rec = Recorder()
         let host = PluginHost(logger: rec.logger)
-        let t0 = monotonicSeconds()
         host.start(plugins: [silent, ticker], onReading: rec.onReading, onError: rec.onError)
-        // start() must not wait for the silent child (which would be 1000 s); the bound leaves room
-        // for a loaded machine.
-        #expect(monotonicSeconds() - t0 < 2)
+        // start() returned while the silent child runs on (it sleeps 1000 s and has not exited):
+        // the ticker samples meanwhile.
         #expect(await poll(timeout: 10) { rec.readings.count >= 5 })
+        #expect(!rec.errors.contains { $0.code == "exited" }, "the silent child is still running")
         #expect(rec.entries.allSatisfy { $0.plugin == "ticker" })
         host.stop()
     }
