@@ -78,6 +78,8 @@ extension InferenceContext {
         // The dots buffer holds all matrices' int32 outputs only when they fit; otherwise one by one.
         let capacity = maxBatch * max(hp.embedding, hp.feedForward, hp.qWidth, hp.kvWidth)
         let groups: [[Int]] = off <= capacity ? [Array(mats.indices)] : mats.indices.map { [$0] }
+        // One lookup per matrix, not one per thread chunk (the loader admits ternary types only).
+        let traits = mats.map { kernels.traits($0.0.type)! }
         for group in groups {
             let totalRows = group.reduce(0) { $0 + mats[$1].0.rows }
             pool.parallelFor(totalRows, granularity: 64) { start, end in
@@ -90,8 +92,7 @@ extension InferenceContext {
                     let K = Int64(w.columns)
                     let M = w.rows
                     let alpha = w.alpha, scale = w.scale
-                    let traits = kernels.traits(w.type)!  // the model loader admits ternary types only
-                    if let gemm = traits.gemm_i2s {
+                    if let gemm = traits[mi].gemm_i2s {
                         let dp = dotsBase + (groups.count == 1 ? dotOffsets[mi] : 0)
                         gemm(w.data.assumingMemoryBound(to: UInt8.self), K, Int64(r0), Int64(r1),
                              q8, K, Int64(n), dp, Int64(M))
@@ -105,7 +106,7 @@ extension InferenceContext {
                             }
                         }
                     } else {
-                        traits.gemm_i8!(w.data, K, Int64(r0), Int64(r1), q8, K, Int64(n), out, Int64(M))
+                        traits[mi].gemm_i8!(w.data, K, Int64(r0), Int64(r1), q8, K, Int64(n), out, Int64(M))
                         for t in 0..<n {
                             let s = actScale[t]
                             let ot = out + t * M

@@ -15,15 +15,22 @@ import Mosquitto
 /// that start with a template level get the same checks.
 public struct TopicGuard: Sendable {
     let protected: [String]
+    /// Each route's output topic as a filter (`{{…}}` levels read as `+`), by route name.
+    let outputFilters: [String: String]
 
     public init(config: BitnetdConfig) {
+        var own: [String: String] = [:]
+        for r in config.routes { own[r.name] = Self.filter(of: r.outputTopic) }
+        outputFilters = own
         var filters = [config.mqtt.topicPrefix + "/#", config.homeAssistant.prefix + "/#"]
-        for r in config.routes {
-            let levels = r.outputTopic.source.split(separator: "/", omittingEmptySubsequences: false)
-            filters.append(levels.map { $0.contains("{{") ? "+" : String($0) }.joined(separator: "/"))
-        }
+        filters += config.routes.map { own[$0.name]! }
         var seen = Set<String>()
         protected = filters.filter { seen.insert($0).inserted }
+    }
+
+    static func filter(of template: Template) -> String {
+        template.source.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.contains("{{") ? "+" : String($0) }.joined(separator: "/")
     }
 
     /// nil when `route` may answer on `topic`.
@@ -50,16 +57,11 @@ public struct TopicGuard: Sendable {
         if let problem = topicNameProblem(topic) {
             return BadInput("invalid_output_topic", "output topic '\(excerpt(topic))': \(problem)")
         }
-        let own = ownFilter(route)
+        let own = outputFilters[route.name] ?? Self.filter(of: route.outputTopic)
         if let f = protected.first(where: { $0 != own && topicMatches(filter: $0, topic: topic) }) {
             return BadInput("output_topic_refused", "output topic '\(excerpt(topic))' is reserved (it matches '\(f)')")
         }
         return nil
-    }
-
-    private func ownFilter(_ route: RouteConfig) -> String {
-        route.outputTopic.source.split(separator: "/", omittingEmptySubsequences: false)
-            .map { $0.contains("{{") ? "+" : String($0) }.joined(separator: "/")
     }
 
     private func isText(_ p: Template.Part) -> Bool {
