@@ -96,6 +96,7 @@ public final class InferenceWorker: @unchecked Sendable {
     func runBatch(_ jobs: [Job]) {
         let live = jobs.filter(stillWanted)
         guard let route = live.first?.route else { return }
+        live.forEach(logPrompt)
         dropStalePrefixCache()
         let results = backend.decide(batch: live.map { Engine.DecideRequest(prompt: $0.prompt, labels: route.labels) },
                                      cacheKey: route.name)
@@ -131,6 +132,7 @@ public final class InferenceWorker: @unchecked Sendable {
         guard stillWanted(job) else { return }
         dropStalePrefixCache()
         let route = job.route
+        logPrompt(job)
         do {
             switch route.task {
             case .decide:
@@ -158,6 +160,12 @@ public final class InferenceWorker: @unchecked Sendable {
         } catch {
             publisher.fail(job, BadInput("inference_failed", "\(error)"))
         }
+    }
+
+    /// `log.level: debug` shows the exact prompt of every job (`bitnetd prompt` renders the same
+    /// bytes offline), as a JSON string so newlines and control characters stay on one line.
+    private func logPrompt(_ job: Job) {
+        logger.debug("job \(job.id) route \(job.route.name): prompt \(JSON.string(job.prompt).serialized)")
     }
 
     /// False when a `debounce:` route must hold this decision back (same as the last one

@@ -100,6 +100,11 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
         parts.contains { if case .window = $0 { return true } else { return false } }
     }
 
+    /// True if the template reads a level of the message's topic (`{{topic.N}}`).
+    public var readsTopic: Bool {
+        parts.contains { if case .topicLevel = $0 { return true } else { return false } }
+    }
+
     /// True if the template reads the payload as JSON fields.
     public var readsFields: Bool {
         parts.contains { if case .field = $0 { return true } else { return false } }
