@@ -20,12 +20,15 @@ public final class DaemonCore: @unchecked Sendable {
     public let inference: InferenceWorker
     private var worker: pthread_t?
 
-    public init(config: BitnetdConfig, backend: InferenceBackend, transport: MQTTTransport) {
+    /// `routeBackends`: the engines of `routes[].model` files, by resolved path.
+    public init(config: BitnetdConfig, backend: InferenceBackend, routeBackends: [String: InferenceBackend] = [:],
+                transport: MQTTTransport) {
         stats = Stats()
         queue = JobQueue(capacity: config.queue.size, policy: config.queue.overflow)
-        publisher = Publisher(config: config, transport: transport, stats: stats, modelName: backend.modelName)
+        publisher = Publisher(config: config, transport: transport, stats: stats, modelName: backend.modelName,
+                              routeModelNames: routeBackends.mapValues(\.modelName))
         intake = Intake(config: config, queue: queue, publisher: publisher, stats: stats)
-        inference = InferenceWorker(config: config, backend: backend, queue: queue, publisher: publisher, stats: stats)
+        inference = InferenceWorker(config: config, backend: backend, routeBackends: routeBackends, queue: queue, publisher: publisher, stats: stats)
     }
 
     public var config: BitnetdConfig { intake.config }

@@ -45,24 +45,34 @@ public enum DaemonRunner {
             return 1
         }
 
-        if let code = checkModel(config.model) { return code }
+        if let code = checkModels(config) { return code }
 
         let engine: Engine
+        var routeEngines: [String: Engine] = [:]
         do {
-            var options = EngineOptions(threads: config.model.threads, contextLength: config.model.context)
-            // The config's names were checked against the same lists when it was read.
-            options.kernel = try config.model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
-            options.preTokenizer = config.model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
-            options.lmHead = LMHead(rawValue: config.model.lmHead) ?? .file
-            engine = try Engine(modelPath: config.model.path, options: options)
+            engine = try loadEngine(config.model.path, config.model)
+            for path in config.routeModels where path != config.model.path {
+                let own = try StartupChecks.routeModelContext(path: path, requested: config.model.context)
+                routeEngines[path] = try loadEngine(path, config.model, contextLength: own)
+            }
+            // A route may name the main model too (and may switch to it on SIGHUP).
+            routeEngines[config.model.path] = engine
         } catch {
-            logger.critical("cannot load model \(config.model.path): \(error)")
+            logger.critical("\(error)")
             return 3
         }
         let budget = MemoryBudget(config: config, plugins: plugins)
-        engine.prefixCacheBudget = budget.prefixCache
+        // The prefix-cache share of the budget is split between the engines (docs/daemon.md).
+        let engines = 1 + config.routeModels.filter { $0 != config.model.path }.count
+        engine.prefixCacheBudget = budget.prefixCache / engines
         logger.info("memory budget \(config.limits.memoryBudgetMB) MiB besides the model: queue \(budget.jobQueue >> 10) KiB, outbox \(budget.outbox >> 10) KiB + \(budget.inFlight >> 10) KiB unacknowledged, plugins \(budget.plugins >> 10) KiB, prefix cache \(budget.prefixCache >> 10) KiB")
         logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
+        for path in config.routeModels where path != config.model.path {
+            let e = routeEngines[path]!
+            e.prefixCacheBudget = budget.prefixCache / engines
+            let users = config.routes.filter { $0.model == path }.map(\.name).joined(separator: ", ")
+            logger.info("route model \(e.modelName) (\(path), \(StartupChecks.mib(e.modelFileBytes))), context \(e.contextLength) tokens, for route\(users.contains(",") ? "s" : "") \(users)")
+        }
 
         // Nothing is built in a circle: the client first (no handlers yet), the message path on
         // top of it, then the client's handlers aimed at the intake.
@@ -74,7 +84,7 @@ public enum DaemonRunner {
             logger.critical("\(error)")
             return 3
         }
-        let core = DaemonCore(config: config, backend: engine, transport: client)
+        let core = DaemonCore(config: config, backend: engine, routeBackends: routeEngines, transport: client)
         if let hold = getenv("BITNETD_TEST_HOLD_JOBS") { core.inference.holdWhileExists = String(cString: hold) }
         connect(client, to: core, config.mqtt)
         let mqtt = MQTTService(client: client, core: core, logger: Logger(label: "mqtt"))
@@ -127,12 +137,28 @@ public enum DaemonRunner {
         }
     }
 
-    /// Memory and checksum checks before the model is loaded; the exit code when one fails
-    /// (3: the model cannot be used, 1: the check refuses it).
-    static func checkModel(_ model: ModelConfig) -> Int32? {
+    /// One engine with the configuration's options (`contextLength` overrides `model.context`).
+    static func loadEngine(_ path: String, _ model: ModelConfig, contextLength: Int? = nil) throws(ModelLoadFailure) -> Engine {
         do {
-            let m = try StartupChecks.estimateMemory(model: model)
-            switch StartupChecks.verdict(m, policy: model.memoryCheck) {
+            var options = EngineOptions(threads: model.threads, contextLength: contextLength ?? model.context)
+            // The config's names were checked against the same lists when it was read.
+            options.kernel = try model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
+            options.preTokenizer = model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
+            options.lmHead = LMHead(rawValue: model.lmHead) ?? .file
+            return try Engine(modelPath: path, options: options)
+        } catch {
+            throw ModelLoadFailure(path: path, error: error)
+        }
+    }
+
+    /// Memory and checksum checks before the models are loaded (every model counts in the memory
+    /// check; `model.sha256` is the main model's); the exit code when one fails (3: a model cannot
+    /// be used, 1: the check refuses it).
+    static func checkModels(_ config: BitnetdConfig) -> Int32? {
+        let model = config.model
+        do {
+            let (m, count) = try StartupChecks.estimateMemory(config: config)
+            switch StartupChecks.verdict(m, policy: model.memoryCheck, models: count) {
             case .ok(let figures): logger.info("memory: \(figures)")
             case .warn(let figures): logger.warning("memory is short: \(figures)")
             case .refuse(let figures):
@@ -140,7 +166,7 @@ public enum DaemonRunner {
                 return 1
             }
         } catch {
-            logger.critical("cannot load model \(model.path): \(error)")
+            logger.critical("\(error)")
             return 3
         }
         if let expected = model.sha256 {
@@ -219,6 +245,11 @@ public enum DaemonRunner {
         case .failure(let e):
             logger.error("SIGHUP: the new configuration has \(e.errors.count) plugin error(s); keeping the running one")
             for err in e.errors { logger.error("\(err)") }
+            return nil
+        }
+        let loaded = core.inference.loadedRouteModels
+        if let r = updated.routes.first(where: { $0.model.map { !loaded.contains($0) } ?? false }), let mark = r.modelMark {
+            logger.error("SIGHUP: \(mark): routes.\(r.name).model: '\(r.model!)' is not loaded; model files are loaded at start-up only, so restart bitnetd to use it; keeping the running configuration")
             return nil
         }
         if updated.model != current.model {

@@ -16,6 +16,8 @@ import Synchronization
 public final class InferenceWorker: @unchecked Sendable {
     // @unchecked: `holdWhileExists` is set before `run()` starts and never changed.
     private let backend: InferenceBackend
+    /// The engines of `routes[].model` files, by resolved path (loaded once at start-up).
+    private let routeBackends: [String: InferenceBackend]
     private let queue: JobQueue
     private let publisher: Publisher
     private let stats: Stats
@@ -31,8 +33,10 @@ public final class InferenceWorker: @unchecked Sendable {
     /// the process at a known point instead of racing the CPU. Never set in production.
     public var holdWhileExists: String?
 
-    public init(config: BitnetdConfig, backend: InferenceBackend, queue: JobQueue, publisher: Publisher, stats: Stats) {
+    public init(config: BitnetdConfig, backend: InferenceBackend, routeBackends: [String: InferenceBackend] = [:],
+                queue: JobQueue, publisher: Publisher, stats: Stats) {
         self.backend = backend
+        self.routeBackends = routeBackends
         self.queue = queue
         self.publisher = publisher
         self.stats = stats
@@ -40,6 +44,15 @@ public final class InferenceWorker: @unchecked Sendable {
     }
 
     public var modelName: String { backend.modelName }
+
+    /// The model files this worker has engines for besides `model.path`; a configuration whose
+    /// routes name any other file needs a restart.
+    public var loadedRouteModels: Set<String> { Set(routeBackends.keys) }
+
+    /// The engine a route runs on: its own `model:` file, else the main model.
+    func backend(for route: RouteConfig) -> InferenceBackend {
+        route.model.flatMap { routeBackends[$0] } ?? backend
+    }
 
     /// A reloaded configuration: the engine's cached prompt prefixes go before the next job, and
     /// debounce state starts afresh.
@@ -89,6 +102,7 @@ public final class InferenceWorker: @unchecked Sendable {
     private func dropStalePrefixCache() {
         if prefixCacheStale.exchange(false, ordering: .acquiringAndReleasing) {
             backend.invalidatePrefixCache()
+            for b in routeBackends.values { b.invalidatePrefixCache() }
         }
     }
 
@@ -98,7 +112,7 @@ public final class InferenceWorker: @unchecked Sendable {
         guard let route = live.first?.route else { return }
         live.forEach(logPrompt)
         dropStalePrefixCache()
-        let results = backend.decide(batch: live.map { Engine.DecideRequest(prompt: $0.prompt, labels: route.labels) },
+        let results = backend(for: route).decide(batch: live.map { Engine.DecideRequest(prompt: $0.prompt, labels: route.labels) },
                                      cacheKey: route.name)
         logger.debug("route \(route.name): \(live.count) queued decisions decided together")
         for (job, r) in zip(live, results) {
@@ -123,7 +137,7 @@ public final class InferenceWorker: @unchecked Sendable {
             route: route.name, inputTopic: job.inputTopic, label: label,
             probabilities: Array(zip(r.labels, r.probabilities)), text: nil,
             promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: 0,
-            latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
+            latencyMs: latency, model: backend(for: route).modelName, ts: isoTimestamp(), correlation: job.correlationData)
         publisher.publishDecision(job, doc)
         stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens, engineMs: r.elapsedMs / Double(r.batchSize))
     }
@@ -136,13 +150,13 @@ public final class InferenceWorker: @unchecked Sendable {
         do {
             switch route.task {
             case .decide:
-                finishDecide(job, try backend.decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name))
+                finishDecide(job, try backend(for: route).decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name))
             case .generate:
                 var options = GenerateOptions()
                 options.maxTokens = route.maxTokens
                 options.temperature = route.temperature
                 options.stop = route.stop
-                let r = try backend.generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
+                let r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
                 if r.stopReason == .cancelled {
                     publisher.fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))
                     return
@@ -152,7 +166,7 @@ public final class InferenceWorker: @unchecked Sendable {
                 let doc = Payloads.decision(
                     route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
                     promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
-                    latencyMs: latency, model: backend.modelName, ts: isoTimestamp(), correlation: job.correlationData)
+                    latencyMs: latency, model: backend(for: route).modelName, ts: isoTimestamp(), correlation: job.correlationData)
                 publisher.publishDecision(job, doc)
                 stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens + r.generatedTokens,
                               engineMs: r.promptMs + r.generateMs)

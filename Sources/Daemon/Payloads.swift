@@ -51,7 +51,7 @@ public enum Payloads {
         return .object(o)
     }
 
-    public static func stats(_ s: StatsSnapshot) -> JSON {
+    public static func stats(_ s: StatsSnapshot, models: [(name: String, path: String, routes: [String])] = []) -> JSON {
         .object([
             "schema": .number(Double(schema)),
             "uptime_s": .number(s.uptimeS.rounded()),
@@ -66,6 +66,9 @@ public enum Payloads {
             "dropped_readings": .number(Double(s.droppedReadings)),
             "suppressed_errors": .number(Double(s.suppressedErrors)),
             "outbox": .object(["queued": .number(Double(s.outboxQueued)), "dropped": .number(Double(s.outboxDropped))]),
+            "models": .array(models.map { m in
+                .object(["name": .string(m.name), "path": .string(m.path), "routes": .array(m.routes.map { .string($0) })])
+            }),
         ])
     }
 

@@ -32,13 +32,17 @@ public final class Publisher: Sendable {
     private let state: Mutex<State>
     private let stats: Stats
     private let modelName: String
+    /// Names of the `routes[].model` engines, by path (for the stats document).
+    private let routeModelNames: [String: String]
     private let logger = Logger(label: "bitnetd")
     private let throttle = ErrorThrottle()
 
-    public init(config: BitnetdConfig, transport: MQTTTransport, stats: Stats, modelName: String) {
+    public init(config: BitnetdConfig, transport: MQTTTransport, stats: Stats, modelName: String,
+                routeModelNames: [String: String] = [:]) {
         state = Mutex(State(transport: transport, config: config))
         self.stats = stats
         self.modelName = modelName
+        self.routeModelNames = routeModelNames
     }
 
     public var transport: MQTTTransport { state.withLock { $0.transport } }
@@ -189,9 +193,20 @@ public final class Publisher: Sendable {
     }
 
     public func publishStats(queue: Int) {
-        let (t, topic) = state.withLock { ($0.transport, $0.config.mqtt.statsTopic) }
-        let doc = Payloads.stats(stats.snapshot(queue: queue, outbox: outboxCount))
+        let (t, config) = state.withLock { ($0.transport, $0.config) }
+        let topic = config.mqtt.statsTopic
+        let doc = Payloads.stats(stats.snapshot(queue: queue, outbox: outboxCount), models: modelsInUse(config))
         try? t.publish(topic: topic, payload: Array(doc.serialized.utf8), qos: 0, retain: true, properties: MQTTPublishProperties())
+    }
+
+    /// Which model serves which routes: the main model first, then each `routes[].model` file.
+    func modelsInUse(_ config: BitnetdConfig) -> [(name: String, path: String, routes: [String])] {
+        var out = [(name: modelName, path: config.model.path,
+                    routes: config.routes.filter { $0.model == nil || $0.model == config.model.path }.map(\.name))]
+        for path in config.routeModels where path != config.model.path {
+            out.append((routeModelNames[path] ?? path, path, config.routes.filter { $0.model == path }.map(\.name)))
+        }
+        return out
     }
 
     // MARK: Answers

@@ -30,6 +30,33 @@ public enum StartupChecks {
                               availableBytes: availableMemoryBytes(), headCopyBytes: f.headCopyBytes)
     }
 
+    /// Every model the configuration loads — `model.path` and each distinct `routes[].model` —
+    /// added up (`contextLength` stays the main model's); `models` counts them.
+    public static func estimateMemory(config: BitnetdConfig) throws(ModelLoadFailure) -> (estimate: MemoryEstimate, models: Int) {
+        var total: MemoryEstimate
+        do { total = try estimateMemory(model: config.model) } catch { throw ModelLoadFailure(path: config.model.path, error: error) }
+        let extra = config.routeModels.filter { $0 != config.model.path }
+        for path in extra {
+            let f: ModelFootprint
+            do {
+                f = try BitNetModel.footprint(path: path, contextLength: routeModelContext(path: path, requested: config.model.context),
+                                              q8Head: config.model.lmHead == "q8_0")
+            } catch { throw ModelLoadFailure(path: path, error: error) }
+            total.modelBytes += f.fileBytes
+            total.kvCacheBytes += f.kvCacheBytes
+            total.headCopyBytes += f.headCopyBytes
+        }
+        return (total, 1 + extra.count)
+    }
+
+    /// The KV-cache length of a route's own model: its trained context (at most 4096), or
+    /// `model.context` when that is set and smaller — a small decision model never gets a longer
+    /// cache than it was trained for.
+    public static func routeModelContext(path: String, requested: Int) throws -> Int {
+        let own = try BitNetModel.footprint(path: path, contextLength: 0, q8Head: false).contextLength
+        return requested > 0 ? min(requested, own) : own
+    }
+
     public enum Verdict: Sendable, Equatable {
         case ok(String)
         case warn(String)
@@ -37,10 +64,10 @@ public enum StartupChecks {
     }
 
     /// The start-up decision with its figures (`model.memory_check`: refuse, warn or off).
-    public static func verdict(_ m: MemoryEstimate, policy: String) -> Verdict {
+    public static func verdict(_ m: MemoryEstimate, policy: String, models: Int = 1) -> Verdict {
         guard let avail = m.availableBytes else { return .ok("MemAvailable unknown; not checked") }
         let copy = m.headCopyBytes > 0 ? " + LM-head copy \(mib(m.headCopyBytes))" : ""
-        let figures = "model \(mib(m.modelBytes)) + KV cache \(mib(m.kvCacheBytes)) for \(m.contextLength) tokens\(copy) = \(mib(m.total)); MemAvailable \(mib(avail))"
+        let figures = "model\(models > 1 ? "s (\(models))" : "") \(mib(m.modelBytes)) + KV cache \(mib(m.kvCacheBytes)) for \(m.contextLength) tokens\(copy) = \(mib(m.total)); MemAvailable \(mib(avail))"
         guard m.total > avail else { return .ok(figures) }
         switch policy {
         case "refuse": return .refuse(figures)
@@ -54,4 +81,11 @@ public enum StartupChecks {
         if v < 10 { return "\(Double(Int(v * 10)) / 10) MiB" }
         return "\(Int(v.rounded())) MiB"
     }
+}
+
+/// A model file that cannot be opened, with its path.
+public struct ModelLoadFailure: Error, CustomStringConvertible {
+    public var path: String
+    public var error: any Error
+    public var description: String { "cannot load model \(path): \(error)" }
 }

@@ -125,6 +125,7 @@ extension BitnetdConfig {
                                                 nodeID: nodeID, deviceName: h.string("device_name", default: "bitnetd \(nodeID)"))
 
         var marks: [String: Mark] = ["model.path": model.pathMark]
+        for r in routes { if let m = r.modelMark { marks["routes.\(r.name).model"] = m } }
         if let mn = top.node("mqtt") {
             if let n = mn["password_file"] { marks["mqtt.password_file"] = n.mark }
             if let tn = mn["tls"] {
@@ -217,6 +218,7 @@ extension BitnetdConfig {
     static let routeKeys = [
         "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
         "max_tokens", "temperature", "stop", "output", "error_topic", "response_topics", "window", "debounce",
+        "model",
     ]
 
     static func decodeRoute(_ node: ConfigNode, path: String, mqtt: MQTTConfig, diagnostics context: ConfigDiagnostics) -> RouteConfig? {
@@ -348,6 +350,14 @@ extension BitnetdConfig {
             }
             responseTopics = list
         }
+        var routeModel: String?
+        if let m = r.string("model") {
+            if m.isEmpty {
+                context.error(r.markOf("model"), r.keyPath("model"), "expected the path of a GGUF model file, got an empty string")
+            } else {
+                routeModel = resolve(m, besideFileOf: r.markOf("model"))
+            }
+        }
         return RouteConfig(
             name: name, topic: topic, sharedGroup: group,
             qos: r.int("qos", default: 1, range: 0...2),
@@ -361,8 +371,17 @@ extension BitnetdConfig {
             retain: o.bool("retain", default: false),
             errorTopic: errorTopic, responseTopics: responseTopics,
             window: window, debounce: debounce,
+            model: routeModel, modelMark: routeModel == nil ? nil : r.markOf("model"),
             mark: node.mark
         )
+    }
+
+    /// A relative path written in a configuration file is relative to that file's directory
+    /// (`/etc/bitnetd/conf.d/greenhouse.yaml` + `models/x.gguf` → `/etc/bitnetd/conf.d/models/x.gguf`).
+    static func resolve(_ path: String, besideFileOf mark: Mark) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let slash = mark.file.lastIndex(of: "/") else { return path }
+        return String(mark.file[...slash]) + path
     }
 
     /// Parses `mqtt://host[:port]`, `mqtts://host[:port]` (also `tcp://`, `ssl://`).

@@ -29,7 +29,15 @@ public struct BitnetdConfig: Sendable, Equatable {
         add("mqtt.tls.ca_file", mqtt.tls.caFile)
         add("mqtt.tls.cert_file", mqtt.tls.certFile)
         add("mqtt.tls.key_file", mqtt.tls.keyFile)
+        for r in routes { add("routes.\(r.name).model", r.model) }
         return out.sorted { $0.2 < $1.2 }
+    }
+
+    /// The distinct `routes[].model` files, in route order (`model.path` not included unless a
+    /// route names it too).
+    public var routeModels: [String] {
+        var seen = Set<String>()
+        return routes.compactMap { r in r.model.flatMap { seen.insert($0).inserted ? $0 : nil } }
     }
 }
 
@@ -196,6 +204,10 @@ public struct RouteConfig: Sendable, Equatable {
     public var responseTopics: [String]? = nil
     public var window: WindowConfig?
     public var debounce: DebounceConfig?
+    /// `model:`: this route's own model file (resolved against the directory of the file it is
+    /// written in); nil = `model.path`. Loaded once per distinct file at start-up.
+    public var model: String? = nil
+    public var modelMark: Mark? = nil
     public var mark: Mark
 
     /// What is sent in SUBSCRIBE: the filter, or `$share/<group>/<filter>`.

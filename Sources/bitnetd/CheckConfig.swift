@@ -37,15 +37,19 @@ struct CheckConfig: ParsableCommand {
         if case .failure(let e) = PluginSetup.build(loaded) {
             problems += e.errors.map(\.description)
         }
-        do {
-            let file = try GGUFFile(path: loaded.model.path)
-            if let arch = file.architecture, !BitNetModel.supportedArchitectures.contains(arch) {
-                problems.append("\(loaded.model.pathMark): model.path: '\(loaded.model.path)' has architecture '\(arch)', which this engine does not run (supported: \(BitNetModel.supportedArchitectures.joined(separator: ", ")))")
+        var models = [(key: "model.path", path: loaded.model.path, mark: loaded.model.pathMark)]
+        for r in loaded.routes { if let p = r.model, let m = r.modelMark { models.append(("routes.\(r.name).model", p, m)) } }
+        for (key, path, mark) in models {
+            do {
+                let file = try GGUFFile(path: path)
+                if let arch = file.architecture, !BitNetModel.supportedArchitectures.contains(arch) {
+                    problems.append("\(mark): \(key): '\(path)' has architecture '\(arch)', which this engine does not run (supported: \(BitNetModel.supportedArchitectures.joined(separator: ", ")))")
+                }
+            } catch {
+                problems.append("\(mark): \(key): cannot use '\(path)': \(error)")
             }
-        } catch {
-            problems.append("\(loaded.model.pathMark): model.path: cannot use '\(loaded.model.path)': \(error)")
         }
-        for (key, path, mark) in loaded.referencedFiles where access(path, R_OK) != 0 {
+        for (key, path, mark) in loaded.referencedFiles where access(path, R_OK) != 0 && !key.hasSuffix(".model") {
             problems.append("\(mark): \(key): cannot read '\(path)': \(String(cString: strerror(errno)))")
         }
         if let name = loaded.mqtt.passwordEnv, getenv(name) == nil {
@@ -56,7 +60,8 @@ struct CheckConfig: ParsableCommand {
             eprint("\(config): \(problems.count) error\(problems.count == 1 ? "" : "s")")
             throw ExitCode(1)
         }
-        print("\(loaded.files.joined(separator: ", ")): OK (\(loaded.routes.count) routes, \(loaded.plugins.count) plugins)")
+        let extra = loaded.routeModels.filter { $0 != loaded.model.path }.count
+        print("\(loaded.files.joined(separator: ", ")): OK (\(loaded.routes.count) routes, \(loaded.plugins.count) plugins\(extra > 0 ? ", \(extra) route model\(extra == 1 ? "" : "s")" : ""))")
     }
 }
 
