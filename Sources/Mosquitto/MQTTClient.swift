@@ -353,10 +353,14 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
         thread = tid
     }
 
-    /// Sends DISCONNECT (so the broker does not publish the will), stops and joins the thread.
+    /// Stops reading, sends DISCONNECT (so the broker does not publish the will), stops and joins
+    /// the thread. The DISCONNECT is sent by the network thread once it has stopped reading (see
+    /// the end of `runNetworkLoop`), so every request this client handed to `onMessage` has its
+    /// PUBACK ahead of the DISCONNECT, and every request it did not read stays the broker's to
+    /// deliver to the next session: a client switch neither loses nor repeats a request.
     public func stop() {
         stopping.store(true, ordering: .releasing)
-        if let mosq, isConnected {
+        if thread == nil, let mosq, isConnected {
             _ = mosquitto_disconnect_v5(mosq, 0, nil)
         }
         if let t = thread {
@@ -402,7 +406,9 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
                 }
                 needConnect = false
             }
-            let rc = mosquitto_loop(mosq, 1000, 1)
+            // A short wait, so `stop()` is noticed within 0.1 s (it no longer wakes the loop by
+            // queuing the DISCONNECT from another thread).
+            let rc = mosquitto_loop(mosq, 100, 1)
             if isConnected {
                 wasConnected = true
                 backoff = max(1, options.reconnectMinS)
@@ -424,8 +430,18 @@ public final class MQTTClient: MQTTTransport, @unchecked Sendable {
                 needConnect = true
             }
         }
-        // Let the DISCONNECT (queued by stop()) go out.
-        for _ in 0..<20 where mosquitto_loop(mosq, 50, 1) == MOSQ_ERR_SUCCESS.rawValue {}
+        // Stopped: nothing more is read. A request read now would be handled, but its PUBACK
+        // would queue behind the DISCONNECT and never be sent, so the broker would deliver it
+        // again to the next session (with the same client id): answered twice. Unread, it is
+        // delivered once, to the next session. The PUBACKs of everything handled so far are
+        // queued ahead of the DISCONNECT; write them and it out, then close.
+        guard isConnected else { return }
+        _ = mosquitto_disconnect_v5(mosq, 0, nil)
+        for _ in 0..<40 {
+            guard mosquitto_want_write(mosq) else { break }
+            if mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS.rawValue { break }
+            usleep(5_000)
+        }
     }
 
     private func pause(seconds: Int) {
