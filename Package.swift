@@ -41,18 +41,20 @@ let package = Package(
         // MARK: Foundations (toolchain modules only)
         .target(name: "Platform"),
         .target(name: "JSONValue"),
+        // JSON Schema → a byte-level recognizer for constrained generation (`task: extract`).
+        .target(name: "JSONSchema", dependencies: ["JSONValue"]),
         .target(name: "ConfigTree"),
         .target(name: "Services", dependencies: ["Platform"]),
 
         // MARK: Engine
         .target(name: "GGUF"),
-        .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels", "Platform"]),
+        .target(name: "BitNet", dependencies: ["GGUF", "CTernaryKernels", "Platform", "JSONSchema"]),
         // Model generation for `bitnetd dev`/`bench` and the tests (never linked into the daemon path).
         .target(name: "BitNetTools", dependencies: ["BitNet", "GGUF", "CTernaryKernels"]),
 
         // MARK: Daemon
         .target(name: "Mosquitto", dependencies: ["CMosquitto", "Platform"]),
-        .target(name: "DaemonConfig", dependencies: ["CYAML", "ConfigTree", "Platform"]),
+        .target(name: "DaemonConfig", dependencies: ["CYAML", "ConfigTree", "Platform", "JSONSchema", "JSONValue"]),
         .target(name: "SensorPlugins", dependencies: ["ConfigTree", "Platform", "JSONValue"]),
         .target(
             name: "Daemon",
@@ -62,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "JSONSchema", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -78,8 +80,9 @@ let package = Package(
         .testTarget(name: "ConfigTreeTests", dependencies: ["ConfigTree"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Platform", "TestKit"]),
         .testTarget(name: "JSONValueTests", dependencies: ["JSONValue"]),
+        .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema", "JSONValue"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "Platform", "TestKit"]),
-        .testTarget(name: "DaemonConfigTests", dependencies: ["DaemonConfig", "ConfigTree", "TestKit"]),
+        .testTarget(name: "DaemonConfigTests", dependencies: ["JSONSchema", "DaemonConfig", "ConfigTree", "TestKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
                                                         "SensorPlugins", "BitNet", "TestKit"]),
         // The built `bitnetd` as a process: end to end with a real broker, signals, systemd, CLI.

@@ -15,6 +15,9 @@ extension Engine {
         guard ids.count < context.contextLength else {
             throw RequestError("prompt of \(ids.count) tokens does not fit the context length \(context.contextLength)")
         }
+        if let schema = options.schema {
+            return try generateConstrained(prompt: ids, schema: schema, options: options, onText: onText)
+        }
         let t0 = monotonicMilliseconds()
         context.reset()
         var logits = try context.forward(ids, logits: .last)

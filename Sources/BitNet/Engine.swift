@@ -22,6 +22,12 @@ public final class Engine: @unchecked Sendable {
     public var modelFileBytes: Int { model.file.fileSize }
     public var contextLength: Int { context.contextLength }
     public var threads: Int { context.pool.threadCount }
+    /// The vocabulary arranged for schema-constrained generation, built on first use (or by
+    /// `prepareConstrainedDecoding()` at start-up when a route needs it).
+    public private(set) lazy var constrainedVocabulary = ConstrainedVocabulary(tokenizer: tokenizer)
+
+    /// Builds the constrained-decoding tables now instead of at the first extraction.
+    public func prepareConstrainedDecoding() { _ = constrainedVocabulary }
 
     public init(modelPath: String, options: EngineOptions) throws {
         let t0 = monotonicMilliseconds()

@@ -1,3 +1,4 @@
+import JSONSchema
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -105,6 +106,12 @@ public struct GenerateOptions: Sendable {
     /// Wrap the prompt in the trained chat format (spec §5.3).
     public var chat: Bool = false
     public var system: String? = nil
+    /// Constrain the output to compact JSON valid for this schema (`task: extract`); `stop` and
+    /// `stopAtEOG` do not apply, generation ends when the value is complete.
+    public var schema: JSONSchema? = nil
+    /// Trace of a constrained generation (tests): for each token, whether it was forced and,
+    /// when it was chosen, the ids that were allowed.
+    public var traceConstraint: Bool = false
 
     public init() {}
 }
@@ -126,6 +133,12 @@ public struct GenerateResult: Sendable {
     /// Prompt processing time and generation time, milliseconds.
     public var promptMs: Double
     public var generateMs: Double
+    /// Of `generatedTokens`, those forced by a schema (fed to the model without sampling).
+    public var forcedTokens = 0
+    /// Model passes spent on the output (forced tokens go through in batches).
+    public var modelSteps = 0
+    /// The schema's trace (`GenerateOptions.traceConstraint`).
+    public var trace: [ConstraintStep] = []
 
     public init(text: String, promptTokens: Int, cachedTokens: Int, generatedTokens: Int,
                 stopReason: StopReason, promptMs: Double, generateMs: Double) {
@@ -137,4 +150,12 @@ public struct GenerateResult: Sendable {
         self.promptMs = promptMs
         self.generateMs = generateMs
     }
+}
+
+/// One output token of a constrained generation.
+public struct ConstraintStep: Sendable {
+    public var token: Int32
+    public var forced: Bool
+    /// The ids the schema allowed when the token was sampled (empty for forced tokens).
+    public var allowed: [Int32]
 }

@@ -224,6 +224,16 @@ public final class Tokenizer: @unchecked Sendable {
         return merger.steps
     }
 
+    /// Tokens for exactly these bytes, with no BOS and no special tokens: the BPE encoding when
+    /// they are valid UTF-8 (and it decodes back to them), else one token per byte.
+    public func encode(bytes: [UInt8]) -> [Int32] {
+        if let text = String(validating: bytes, as: UTF8.self) {
+            let ids = encode(text, addSpecial: false, parseSpecial: false)
+            if ids.flatMap({ tokenBytes[Int($0)] }) == bytes { return ids }
+        }
+        return bytes.map { byteToken[Int($0)] }
+    }
+
     /// Bytes a token decodes to; CONTROL tokens decode to nothing unless `special`.
     public func bytes(of id: Int32, special: Bool = false) -> [UInt8] {
         guard id >= 0 && Int(id) < tokens.count else { return [] }

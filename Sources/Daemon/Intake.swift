@@ -82,7 +82,7 @@ public final class Intake: Sendable {
                 publisher.publishError(route: route, inputTopic: message.topic, bad, responseTopic: message.responseTopic,
                                        correlation: message.correlationData)
             case .success(let (prompt, output)):
-                if message.responseTopic == nil, let refused = topics.outputTopicProblem(output, route: route) {
+                if message.responseTopic == nil, !route.outputTopic.readsValue, let refused = topics.outputTopicProblem(output, route: route) {
                     publisher.publishError(route: route, inputTopic: message.topic, refused, responseTopic: nil,
                                            correlation: message.correlationData)
                     continue
@@ -122,7 +122,7 @@ public final class Intake: Sendable {
             case .failure(let bad):
                 publisher.publishError(route: route, inputTopic: topic, bad, responseTopic: nil, correlation: nil)
             case .success(let (prompt, output)):
-                if let refused = topics.outputTopicProblem(output, route: route) {
+                if !route.outputTopic.readsValue, let refused = topics.outputTopicProblem(output, route: route) {
                     publisher.publishError(route: route, inputTopic: topic, refused, responseTopic: nil, correlation: nil)
                     continue
                 }

@@ -35,6 +35,6 @@ public struct BadInput: Error, Sendable, Equatable {
     public static let codes = [
         "not_json", "missing_field", "wrong_type", "oversize", "invalid_utf8", "expired", "queue_full",
         "dropped", "shutting_down", "inference_failed", "invalid_response_topic", "response_topic_refused",
-        "invalid_output_topic", "output_topic_refused",
+        "invalid_output_topic", "output_topic_refused", "schema_failed",
     ]
 }

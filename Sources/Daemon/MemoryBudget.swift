@@ -31,7 +31,7 @@ public struct MemoryBudget: Sendable, Equatable {
         budget = config.limits.memoryBudgetMB << 20
         baseline = Self.processBaseline
         let longestTemplate = config.routes.map { $0.prompt.source.utf8.count }.max() ?? 0
-        let longestText = config.routes.map { $0.task == .generate ? $0.maxTokens * 16 : 0 }.max() ?? 0
+        let longestText = config.routes.map { $0.task == .decide ? 0 : $0.maxTokens * 16 }.max() ?? 0
         // A queued job holds its rendered prompt (template + payload text) and its topics.
         jobQueue = config.queue.size * (config.limits.maxPayloadBytes + longestTemplate + 1024)
         let answer = Self.answerBytes + longestText

@@ -16,23 +16,31 @@ public enum Payloads {
 
     public static func decision(route: String, inputTopic: String, label: String?, probabilities: [(String, Double)],
                                 text: String?, promptTokens: Int, cachedTokens: Int, generatedTokens: Int,
-                                latencyMs: Double, model: String, ts: String, correlation: [UInt8]?) -> JSON {
+                                latencyMs: Double, model: String, ts: String, correlation: [UInt8]?,
+                                extracted: (value: JSON, forced: Int)? = nil) -> JSON {
         var probs = JSONObject()
         for (l, p) in probabilities { probs[l] = .number(round6(p)) }
-        return .object([
+        var tokens: JSONObject = ["prompt": .number(Double(promptTokens)), "cached": .number(Double(cachedTokens)),
+                                  "generated": .number(Double(generatedTokens))]
+        var doc: JSONObject = [
             "schema": .number(Double(schema)),
             "route": .string(route),
             "input_topic": .string(inputTopic),
             "label": label.map(JSON.string) ?? .null,
             "probabilities": .object(probs),
             "text": text.map(JSON.string) ?? .null,
-            "tokens": .object(["prompt": .number(Double(promptTokens)), "cached": .number(Double(cachedTokens)),
-                               "generated": .number(Double(generatedTokens))]),
-            "latency_ms": .number(round3(latencyMs)),
-            "model": .string(model),
-            "ts": .string(ts),
-            "correlation": correlationJSON(correlation),
-        ])
+        ]
+        // Extract routes: the parsed value after the text, and how many output tokens were forced.
+        if let extracted {
+            doc["value"] = extracted.value
+            tokens["forced"] = .number(Double(extracted.forced))
+        }
+        doc["tokens"] = .object(tokens)
+        doc["latency_ms"] = .number(round3(latencyMs))
+        doc["model"] = .string(model)
+        doc["ts"] = .string(ts)
+        doc["correlation"] = correlationJSON(correlation)
+        return .object(doc)
     }
 
     /// `suppressed`: documents of the same (route or plugin, error) left out since the last one

@@ -64,19 +64,38 @@ public struct Router: Sendable {
         case .success(let s): prompt = s
         case .failure(let e): return .failure(e)
         }
-        let output: String
-        switch render(route.outputTopic, route: route, payloadText: text, json: json, levels: levels, window: window) {
-        case .success(let s): output = s
-        case .failure(let e): return .failure(e)
+        // An output topic that reads the generated value is rendered after generation
+        // (`renderOutputTopic`); "" until then.
+        var output = ""
+        if !route.outputTopic.readsValue {
+            switch render(route.outputTopic, route: route, payloadText: text, json: json, levels: levels, window: window) {
+            case .success(let s): output = s
+            case .failure(let e): return .failure(e)
+            }
         }
         return .success((prompt, output))
     }
 
+    /// The output topic of an extract route whose template reads `{{value.F}}`, once the value
+    /// is known (the values were checked to be topic levels when the configuration was read).
+    public static func renderOutputTopic(route: RouteConfig, inputTopic: String, value: JSON) -> Result<String, BadInput> {
+        let levels = inputTopic.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        return Router(routes: [], maxPayloadBytes: 0).render(route.outputTopic, route: route, payloadText: "", json: nil,
+                                                              levels: levels, value: value)
+    }
+
     func render(_ template: Template, route: RouteConfig, payloadText: String, json: JSON?, levels: [String],
-                window: ReadingWindow? = nil) -> Result<String, BadInput> {
+                window: ReadingWindow? = nil, value generated: JSON? = nil) -> Result<String, BadInput> {
         var out = ""
         for part in template.parts {
             switch part {
+            case .value(let property):
+                switch generated?[property] {
+                case .string(let s)?: out += s
+                case .number(let d)?: out += JSON.format(d)
+                default:
+                    return .failure(BadInput("schema_failed", "the generated value has no property '\(property)' for the output topic"))
+                }
             case .text(let s): out += s
             case .payload: out += payloadText
             case .route: out += route.name

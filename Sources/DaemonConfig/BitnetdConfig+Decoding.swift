@@ -1,4 +1,5 @@
 import ConfigTree
+import JSONSchema
 import Glibc
 
 extension BitnetdConfig {
@@ -218,7 +219,7 @@ extension BitnetdConfig {
     static let routeKeys = [
         "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
         "max_tokens", "temperature", "stop", "output", "error_topic", "response_topics", "window", "debounce",
-        "model",
+        "model", "schema",
     ]
 
     static func decodeRoute(_ node: ConfigNode, path: String, mqtt: MQTTConfig, diagnostics context: ConfigDiagnostics) -> RouteConfig? {
@@ -269,7 +270,7 @@ extension BitnetdConfig {
                 context.error(r.markOf("debounce"), r.keyPath("debounce"), "set on_change: true, min_interval_s or both")
             }
         }
-        let task = RouteTask(rawValue: r.choice("task", ["decide", "generate"], default: "decide"))!
+        let task = RouteTask(rawValue: r.choice("task", ["decide", "generate", "extract"], default: "decide"))!
 
         var prompt = Template(parts: [], source: "")
         if let p = r.string("prompt", required: true) {
@@ -313,21 +314,56 @@ extension BitnetdConfig {
             context.error(r.keyMarkOf("labels"), r.keyPath("labels"), "labels are used only by task: decide")
         }
 
+        var schema: JSONSchema?
+        if task == .extract {
+            if let n = r.node("schema") {
+                switch RouteSchema.load(n) {
+                case .success(let s): schema = s
+                case .failure(let f): context.error(f.mark, r.keyPath("schema"), f.message)
+                }
+            } else {
+                r.missing("schema")
+            }
+        } else if r.has("schema") {
+            context.error(r.keyMarkOf("schema"), r.keyPath("schema"), "schema is used only by task: extract")
+        }
+        if let s = schema, r.int("max_tokens", default: 64, range: 1...32768) < s.minimumBytes {
+            context.error(r.has("max_tokens") ? r.markOf("max_tokens") : r.keyMarkOf("schema"), r.keyPath("max_tokens"),
+                          "max_tokens \(r.int("max_tokens", default: 64, range: 1...32768)) is below the schema's shortest output, \(s.minimumBytes) bytes (a token per byte at worst)\(r.has("max_tokens") ? "" : " (64 is the default)")")
+        }
+
         let o = r.map("output", known: schemaKeys["routes.output"]!)
         var output = Template(parts: [.text(mqtt.topicPrefix + "/decision/"), .route], source: mqtt.topicPrefix + "/decision/{{route}}")
         if let t = o.string("topic") {
             switch Template.parse(t) {
-            case .success(let tmpl):
+            case .success(var tmpl):
+                // In an extract route {{value.F}} reads the generated object's property F.
+                var valueProblem: String?
+                if task == .extract {
+                    tmpl = Template(parts: tmpl.parts.map { part in
+                        guard case .field(let path) = part, path.first == "value" else { return part }
+                        guard path.count == 2 else {
+                            valueProblem = "{{\(path.joined(separator: "."))}}: an output topic reads a top-level property, {{value.F}}"
+                            return part
+                        }
+                        if let problem = Self.valueLevelProblem(schema, property: path[1]) { valueProblem = problem }
+                        return .value(path[1])
+                    }, source: tmpl.source)
+                }
                 let ok = tmpl.parts.allSatisfy {
                     switch $0 {
                     case .text(let s): return !s.contains("+") && !s.contains("#")
-                    case .topicLevel, .route: return true
+                    case .topicLevel, .route, .value: return true
                     default: return false
                     }
                 }
-                if ok { output = tmpl } else {
+                if let problem = valueProblem {
+                    context.error(o.markOf("topic"), o.keyPath("topic"), problem)
+                } else if ok { output = tmpl } else {
                     context.error(o.markOf("topic"), o.keyPath("topic"),
-                                  "an output topic may use only {{topic.N}} and {{route}}, and no '+' or '#'")
+                                  task == .extract
+                                      ? "an output topic may use only {{topic.N}}, {{route}} and {{value.F}}, and no '+' or '#'"
+                                      : "an output topic may use only {{topic.N}} and {{route}}, and no '+' or '#'")
                 }
             case .failure(let e):
                 context.error(o.markOf("topic"), o.keyPath("topic"), e.message)
@@ -371,9 +407,23 @@ extension BitnetdConfig {
             retain: o.bool("retain", default: false),
             errorTopic: errorTopic, responseTopics: responseTopics,
             window: window, debounce: debounce,
-            model: routeModel, modelMark: routeModel == nil ? nil : r.markOf("model"),
+            model: routeModel, modelMark: routeModel == nil ? nil : r.markOf("model"), schema: schema,
             mark: node.mark
         )
+    }
+
+    /// Why `{{value.F}}` cannot be an output-topic level, or nil: F must be a top-level property
+    /// of an object schema whose values are an `enum`/`const` of strings or integers, each a valid
+    /// topic level (non-empty, no '/', '+', '#' or NUL, not starting with '$').
+    static func valueLevelProblem(_ schema: JSONSchema?, property: String) -> String? {
+        guard let schema else { return nil }  // the schema's own error is reported
+        guard let values = schema.topicLevelValues(of: property) else {
+            return "{{value.\(property)}}: '\(property)' must be a required top-level property whose schema is an enum or const of strings or integers"
+        }
+        for v in values where v.isEmpty || v.contains("/") || v.contains("+") || v.contains("#") || v.utf8.contains(0) || v.hasPrefix("$") {
+            return "{{value.\(property)}}: the value '\(v)' cannot be a topic level (empty, '/', '+', '#', NUL or a leading '$')"
+        }
+        return nil
     }
 
     /// A relative path written in a configuration file is relative to that file's directory

@@ -1,4 +1,5 @@
 import ConfigTree
+import JSONSchema
 
 /// The daemon's configuration (`etc/bitnetd.yaml` is the commented reference of every key).
 public struct BitnetdConfig: Sendable, Equatable {
@@ -148,6 +149,8 @@ public struct LogConfig: Sendable, Equatable {
 public enum RouteTask: String, Sendable, Equatable {
     case decide
     case generate
+    /// Schema-constrained generation: the output is a JSON value valid for `schema`.
+    case extract
 }
 
 public enum RouteInput: String, Sendable, Equatable {
@@ -208,6 +211,8 @@ public struct RouteConfig: Sendable, Equatable {
     /// written in); nil = `model.path`. Loaded once per distinct file at start-up.
     public var model: String? = nil
     public var modelMark: Mark? = nil
+    /// `task: extract`: the compiled JSON Schema of the output.
+    public var schema: JSONSchema? = nil
     public var mark: Mark
 
     /// What is sent in SUBSCRIBE: the filter, or `$share/<group>/<filter>`.

@@ -20,6 +20,10 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
         /// `{{window.…}}` of a route with a reading window: the path after `window.`, e.g.
         /// `mean.temp_c` (resolved by the daemon through `ReadingWindow.resolve`).
         case window(String)
+        /// `{{value.F}}` in the output topic of an extract route: top-level property F of the
+        /// generated object (resolved after generation; never produced by `parse`, which reads
+        /// `value.F` as a payload field — the route decoder converts it).
+        case value(String)
     }
 
     public let parts: [Part]
@@ -98,6 +102,11 @@ public struct Template: Sendable, Equatable, CustomStringConvertible {
     /// True if the template reads a reading window (`{{window.…}}`).
     public var readsWindow: Bool {
         parts.contains { if case .window = $0 { return true } else { return false } }
+    }
+
+    /// True if the template reads the generated value (`{{value.F}}`, extract output topics).
+    public var readsValue: Bool {
+        parts.contains { if case .value = $0 { return true } else { return false } }
     }
 
     /// True if the template reads a level of the message's topic (`{{topic.N}}`).

@@ -1,5 +1,7 @@
 import ArgumentParser
 import BitNet
+import DaemonConfig
+import JSONSchema
 import GGUF
 import JSONValue
 import SensorPlugins
@@ -63,6 +65,14 @@ struct ModelOptions: ParsableArguments {
 }
 
 /// JSON text of a string and of a number, through the daemon's JSON encoder (one escaping rule).
+/// Writes a whole text file; false if it cannot.
+func writeTextFile(_ path: String, _ text: String) -> Bool {
+    guard let f = fopen(path, "w") else { return false }
+    defer { fclose(f) }
+    let bytes = Array(text.utf8)
+    return bytes.isEmpty || fwrite(bytes, 1, bytes.count, f) == bytes.count
+}
+
 func jsonString(_ s: String) -> String { JSON.string(s).serialized }
 
 func jsonNumber(_ v: Double) -> String { JSON.format(v) }
@@ -194,7 +204,32 @@ struct Generate: ParsableCommand {
     @Flag(help: "Keep generating past end-of-generation tokens.")
     var ignoreEos = false
 
+    @Option(help: "Generate compact JSON valid for this JSON Schema (a file; the supported subset is in docs/extract.md). Standard output gets exactly the JSON text and one newline.")
+    var schema: String?
+
+    @Option(help: ArgumentHelp("With --schema: write each output token as a JSON line {token, forced, allowed} to this file (for tests).", visibility: .hidden))
+    var constraintTrace: String?
+
+    func validate() throws {
+        if schema != nil && ignoreEos { throw ValidationError("--schema ends generation when the JSON value is complete; --ignore-eos does not apply") }
+        if schema != nil && !stop.isEmpty { throw ValidationError("--schema ends generation when the JSON value is complete; --stop does not apply") }
+        if constraintTrace != nil && schema == nil { throw ValidationError("--constraint-trace needs --schema") }
+    }
+
     func run() throws {
+        var compiled: JSONSchema?
+        if let schema {
+            do {
+                compiled = try loadSchemaFile(schema)
+            } catch {
+                eprint("error: \(error)")
+                throw ExitCode(1)
+            }
+            if let c = compiled, maxTokens < c.minimumBytes {
+                eprint("error: --max-tokens \(maxTokens) is below the schema's shortest output, \(c.minimumBytes) bytes (a token per byte at worst); raise --max-tokens")
+                throw ExitCode(1)
+            }
+        }
         do {
             let engine = try options.engine()
             eprint("model: \(engine.modelName) (\(engine.model.hp.architecture)), kernel \(engine.kernelName), \(engine.threads) threads, loaded in \(Int(engine.loadMs)) ms")
@@ -210,6 +245,8 @@ struct Generate: ParsableCommand {
             g.stopAtEOG = !ignoreEos
             g.chat = chat
             g.system = system
+            g.schema = compiled
+            g.traceConstraint = constraintTrace != nil
             let r = try engine.generate(prompt: prompt, options: g) { piece in
                 writeFD(1, piece)
                 return true
@@ -217,7 +254,15 @@ struct Generate: ParsableCommand {
             print("")
             let pp = Double(r.promptTokens) / max(r.promptMs, 1e-9) * 1000
             let tg = Double(max(r.generatedTokens - 1, 0)) / max(r.generateMs, 1e-9) * 1000
-            eprint("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
+            let forced = compiled == nil ? "" : " (\(r.forcedTokens) forced; \(r.modelSteps) model passes)"
+            eprint("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens\(forced) in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
+            if let path = constraintTrace {
+                let lines = r.trace.map { "{\"token\":\($0.token),\"forced\":\($0.forced),\"allowed\":[\($0.allowed.map(String.init).joined(separator: ","))]}\n" }
+                guard writeTextFile(path, lines.joined()) else {
+                    eprint("error: cannot write \(path)")
+                    throw ExitCode(2)
+                }
+            }
         } catch let e as ExitCode {
             throw e
         } catch {

@@ -181,7 +181,7 @@ extension String {
             "bitnetd.yaml:2:43: queue.batch_max: expected 1...64, got 0",
             "bitnetd.yaml:5:12: routes[0].topic: '#' must be a whole level and the last one",
             "bitnetd.yaml:6:13: routes[0].prompt: unclosed '{{' in template",
-            "bitnetd.yaml:7:11: routes[0].task: expected one of decide, generate; got 'decid'; did you mean 'decide'?",
+            "bitnetd.yaml:7:11: routes[0].task: expected one of decide, generate, extract; got 'decid'; did you mean 'decide'?",
             "bitnetd.yaml:8:13: routes[0].labels: label 'x' is listed twice",
             "bitnetd.yaml:9:5: routes[1].name: duplicate route name 'a' (first at 4:5)",
             "bitnetd.yaml:11:13: routes[1].prompt: '{{topic.x}}': topic levels are written {{topic.N}} with N = 0, 1, …",
