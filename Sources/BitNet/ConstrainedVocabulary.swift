@@ -131,11 +131,19 @@ public final class ConstrainedVocabulary: @unchecked Sendable {
         if let sc = matcher.stringContext(state) {
             for id in 0..<vocabularySize {
                 let inf = info[id]
-                guard inf.plain, Int(inf.leadContinuation) == sc.pending else { continue }
+                let lead = Int(inf.leadContinuation)
+                guard inf.plain else { continue }
+                // The token first finishes the pending character — all of it, or only some of
+                // it when the token is nothing but continuation bytes.
+                var trailing = Int(inf.trailingNeed)
+                if lead != sc.pending {
+                    guard lead < sc.pending, lead == bytes[id].count else { continue }
+                    trailing = sc.pending - lead
+                }
                 if sc.pending > 0 && !(inf.firstByte >= sc.lo && inf.firstByte <= sc.hi) { continue }
                 let chars = sc.chars + Int(inf.chars)
                 guard chars <= sc.maxLength else { continue }
-                let cost = Int(inf.trailingNeed) + max(0, sc.minLength - chars) + 1 + sc.below
+                let cost = trailing + max(0, sc.minLength - chars) + 1 + sc.below
                 if cost <= budget { allowed.append(Int32(id)) }
             }
             for id in nonPlain {

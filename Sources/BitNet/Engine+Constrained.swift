@@ -55,7 +55,7 @@ extension Engine {
                 generated += tokens.count
                 forced += tokens.count
                 steps += 1
-                if options.traceConstraint { trace += tokens.map { ConstraintStep(token: $0, forced: true, allowed: []) } }
+                if options.traceConstraint { trace += tokens.map { ConstraintStep(token: $0, forced: true, pass: steps, allowed: []) } }
                 guard emit(tokens) else { reason = .cancelled; break }
                 if matcher.isFinished(state) { break }
                 logits = try context.forward(tokens, logits: .last)
@@ -76,7 +76,7 @@ extension Engine {
                 // Rounding in the sampler's draw can land on a masked token: take the best allowed.
                 next = allowed.max { masked[Int($0)] < masked[Int($1)] }!
             }
-            if options.traceConstraint { trace.append(ConstraintStep(token: next, forced: false, allowed: allowed)) }
+            if options.traceConstraint { trace.append(ConstraintStep(token: next, forced: false, pass: steps + 1, allowed: allowed)) }
             if complete && tokenizer.endOfGeneration.contains(next) { break }
             let bytes = tokenizer.bytes(of: next)
             state = matcher.step(state, bytes)

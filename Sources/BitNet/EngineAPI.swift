@@ -156,6 +156,8 @@ public struct GenerateResult: Sendable {
 public struct ConstraintStep: Sendable {
     public var token: Int32
     public var forced: Bool
+    /// The model pass that fed this token (forced tokens of one run share a pass).
+    public var pass: Int
     /// The ids the schema allowed when the token was sampled (empty for forced tokens).
     public var allowed: [Int32]
 }

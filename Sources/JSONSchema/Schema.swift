@@ -251,6 +251,18 @@ struct Compiler {
             return add(.literals(values.map { Array($0.serialized.utf8) }, values: values))
         }
         if types.isEmpty { return add(.any) }
+        // A keyword must apply to one of the types (with several types each applies to its own).
+        let applies: [String: [String]] = [
+            "properties": ["object"], "required": ["object"], "additionalProperties": ["object"],
+            "items": ["array"], "minItems": ["array"], "maxItems": ["array"],
+            "minLength": ["string"], "maxLength": ["string"],
+            "minimum": ["integer", "number"], "maximum": ["integer", "number"], "exclusiveMinimum": ["integer", "number"],
+            "exclusiveMaximum": ["integer", "number"], "multipleOf": ["integer", "number"],
+        ]
+        for key in o.keys {
+            guard let owners = applies[key], !owners.contains(where: types.contains) else { continue }
+            throw fail(pointer + "/" + key, "'\(key)' applies to \(owners.joined(separator: "/")) values, but type is \(types.joined(separator: ", "))")
+        }
         var branches: [Int] = []
         for t in types { branches.append(try compileTyped(t, o, pointer: pointer)) }
         return branches.count == 1 ? branches[0] : add(.anyOf(branches))
@@ -279,16 +291,8 @@ struct Compiler {
     }
 
     mutating func compileTyped(_ type: String, _ o: JSONObject, pointer: String) throws(SchemaError) -> Int {
-        func only(_ keys: [String], for t: String) throws(SchemaError) {
-            for k in keys where o[k] != nil { throw fail(pointer + "/" + k, "'\(k)' applies to \(t) values, but type is \(type)") }
-        }
-        let objectKeys = ["properties", "required", "additionalProperties"]
-        let arrayKeys = ["items", "minItems", "maxItems"]
-        let stringKeys = ["minLength", "maxLength"]
-        let numberKeys = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"]
         switch type {
         case "object":
-            try only(arrayKeys + stringKeys + numberKeys, for: "other")
             if let a = o["additionalProperties"], a != .bool(false) {
                 throw fail(pointer + "/additionalProperties", "additionalProperties may only be false (generated objects never contain other keys)")
             }
@@ -317,20 +321,17 @@ struct Compiler {
             }
             return add(.object(props))
         case "array":
-            try only(objectKeys + stringKeys + numberKeys, for: "other")
             let items = try o["items"].map { (v: JSON) throws(SchemaError) -> Int in try compile(v, pointer: pointer + "/items") } ?? add(.any)
             let minItems = try count(o, "minItems", pointer: pointer) ?? 0
             let maxItems = try count(o, "maxItems", pointer: pointer)
             if let m = maxItems, m < minItems { throw fail(pointer + "/maxItems", "maxItems \(m) is below minItems \(minItems)") }
             return add(.array(items: items, minItems: minItems, maxItems: maxItems))
         case "string":
-            try only(objectKeys + arrayKeys + numberKeys, for: "other")
             let minLength = try count(o, "minLength", pointer: pointer) ?? 0
             let maxLength = try count(o, "maxLength", pointer: pointer)
             if let m = maxLength, m < minLength { throw fail(pointer + "/maxLength", "maxLength \(m) is below minLength \(minLength)") }
             return add(.string(minLength: minLength, maxLength: maxLength))
         case "integer", "number":
-            try only(objectKeys + arrayKeys + stringKeys, for: "other")
             var b = JSONSchema.Bounds()
             b.minimum = try number(o, "minimum", pointer: pointer)
             b.maximum = try number(o, "maximum", pointer: pointer)
@@ -357,10 +358,8 @@ struct Compiler {
             }
             return add(type == "integer" ? .integer(b) : .number(b))
         case "boolean":
-            try only(objectKeys + arrayKeys + stringKeys + numberKeys, for: "other")
             return add(.boolean)
         default:
-            try only(objectKeys + arrayKeys + stringKeys + numberKeys, for: "other")
             return add(.null)
         }
     }

@@ -32,7 +32,7 @@ func writeAll(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) throws {
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the logits of every position for given token ids (float32 LE [positions × vocab]), for cross-checking engines.",
-        discussion: "Ids are used exactly as given (no BOS added). The first --prompt-len ids are processed as one batch, the rest one at a time.")
+        discussion: "Ids are used exactly as given (no BOS added). The first --prompt-len ids are processed as one batch, the rest one at a time (or in the passes --chunks gives, as a schema-constrained generation feeds forced tokens).")
 
     @OptionGroup var options: ModelOptions
 
@@ -44,6 +44,9 @@ struct Logits: ParsableCommand {
 
     @Option(help: "How many leading ids form the first batch (default: all).")
     var promptLen: Int?
+
+    @Option(help: "Comma-separated sizes of the passes after the first batch (default: 1 each); they must add up to the remaining ids.")
+    var chunks: String?
 
     @Option(help: "Directory to dump every intermediate tensor of the first batch into (manifest.tsv + <name>.bin).")
     var dumpStages: String?
@@ -65,8 +68,17 @@ struct Logits: ParsableCommand {
             let ctx = engine.context
             ctx.reset()
             var all = try ctx.forward(Array(ids[..<p]), logits: .all, sink: sink)
-            for id in ids[p...] {
-                all += try ctx.forward([id], logits: .all)
+            var sizes = Array(repeating: 1, count: ids.count - p)
+            if let chunks {
+                sizes = chunks.split(separator: ",").compactMap { Int($0.trimmingSpaces()) }
+                guard sizes.allSatisfy({ $0 >= 1 }), sizes.reduce(0, +) == ids.count - p else {
+                    throw ValidationError("--chunks must be positive sizes adding up to \(ids.count - p)")
+                }
+            }
+            var at = p
+            for n in sizes {
+                all += try ctx.forward(Array(ids[at..<at + n]), logits: .all)
+                at += n
             }
             try sink?.finish()
             try writeFile(out) { fd in

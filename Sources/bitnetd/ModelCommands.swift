@@ -257,7 +257,7 @@ struct Generate: ParsableCommand {
             let forced = compiled == nil ? "" : " (\(r.forcedTokens) forced; \(r.modelSteps) model passes)"
             eprint("prompt: \(r.promptTokens) tokens in \(fmt(r.promptMs)) ms (\(fmt(pp)) t/s); generated \(r.generatedTokens) tokens\(forced) in \(fmt(r.generateMs)) ms (\(fmt(tg)) t/s); stop: \(r.stopReason.rawValue)")
             if let path = constraintTrace {
-                let lines = r.trace.map { "{\"token\":\($0.token),\"forced\":\($0.forced),\"allowed\":[\($0.allowed.map(String.init).joined(separator: ","))]}\n" }
+                let lines = r.trace.map { "{\"token\":\($0.token),\"forced\":\($0.forced),\"pass\":\($0.pass),\"allowed\":[\($0.allowed.map(String.init).joined(separator: ","))]}\n" }
                 guard writeTextFile(path, lines.joined()) else {
                     eprint("error: cannot write \(path)")
                     throw ExitCode(2)
