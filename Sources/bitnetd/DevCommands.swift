@@ -143,7 +143,7 @@ final class DumpSink: StageSink {
 struct Dev: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Developer tools: generate test models.",
-        subcommands: [MakeModel.self])
+        subcommands: [MakeModel.self, ConstraintCost.self])
 }
 
 struct MakeModel: ParsableCommand {
