@@ -61,6 +61,15 @@ public enum DaemonRunner {
             logger.critical("\(error)")
             return 3
         }
+        // Extract routes: the vocabulary's constrained-decoding tables are built now, not at the
+        // first request.
+        for r in config.routes where r.task == .extract {
+            let e = r.model.flatMap { routeEngines[$0] } ?? engine
+            let t0 = monotonicMilliseconds()
+            e.prepareConstrainedDecoding()
+            let ms = monotonicMilliseconds() - t0
+            if ms > 1 { logger.info("constrained decoding for \(e.modelName): vocabulary arranged in \(Int(ms)) ms") }
+        }
         let budget = MemoryBudget(config: config, plugins: plugins)
         // The prefix-cache share of the budget is split between the engines (docs/daemon.md).
         let engines = 1 + config.routeModels.filter { $0 != config.model.path }.count
