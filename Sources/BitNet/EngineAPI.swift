@@ -45,6 +45,8 @@ public struct EngineOptions: Sendable {
     /// Pre-tokenizer override: nil = from the file (spec §5.2).
     public var preTokenizer: PreTokenizer?
     public var lmHead: LMHead
+    /// Forces the forward pass (`model.graph`, `--graph`); nil = chosen from the file.
+    public var graph: ModelGraph? = nil
 
     public init(threads: Int = 0, contextLength: Int = 0, kernel: KernelPath? = nil, preTokenizer: PreTokenizer? = nil,
                 lmHead: LMHead = .file) {

@@ -141,10 +141,34 @@ extension InferenceContext {
         }
     }
 
-    /// NEOX RoPE (spec §4.3): pairs (i, i + rot/2) within each head.
+    /// y += bias for each token (the `llama` graph's optional projection biases).
+    func addBias(_ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, width: Int, n: Int) {
+        guard let bias else { return }
+        perToken(n) { t in
+            let row = y + t * width
+            for i in 0..<width { row[i] += bias[i] }
+        }
+    }
+
+    /// RoPE within each head: NEOX pairs (i, i + rot/2) (spec §4.3) for the `bitnet*` graphs,
+    /// NORM pairs (2i, 2i + 1) for `llama` files (whose converter permuted Q/K to match).
     func applyRope(_ buf: UnsafeMutablePointer<Float>, heads: Int, n: Int) {
         let D = hp.headDim, half = hp.ropeDims / 2
         let ropeCos = self.ropeCos, ropeSin = self.ropeSin
+        if hp.rope == .norm {
+            perToken(n) { t in
+                for h in 0..<heads {
+                    let v = buf + t * heads * D + h * D
+                    for i in 0..<half {
+                        let c = ropeCos[t * half + i], s = ropeSin[t * half + i]
+                        let a = v[2 * i], b = v[2 * i + 1]
+                        v[2 * i] = a * c - b * s
+                        v[2 * i + 1] = a * s + b * c
+                    }
+                }
+            }
+            return
+        }
         perToken(n) { t in
             for h in 0..<heads {
                 let v = buf + t * heads * D + h * D

@@ -217,6 +217,9 @@ public final class InferenceContext: @unchecked Sendable {
             quantizeRows(normed, width: d, n: n)
             bitLinear([(w.q, qb), (w.k, kb), (w.v, vb)], n: n, sink: sink, prefix: name,
                       names: ["attn_q", "attn_k", "attn_v"])
+            addBias(w.qBias, qb, width: hp.qWidth, n: n)
+            addBias(w.kBias, kb, width: hp.kvWidth, n: n)
+            addBias(w.vBias, vb, width: hp.kvWidth, n: n)
             applyRope(qb, heads: hp.heads, n: n)
             applyRope(kb, heads: hp.kvHeads, n: n)
             sinkLayer(sink, name + "q_rope", qb, n, hp.qWidth)
@@ -224,10 +227,15 @@ public final class InferenceContext: @unchecked Sendable {
             storeKV(layer: l, n: n, pos0: pos0)
             attention(layer: l, n: n, pos0: pos0, tree: tree)
             sinkLayer(sink, name + "attn", attn, n, hp.qWidth)
-            rmsNorm(attn, w.attnSubNorm, width: hp.qWidth, n: n, out: normed)
-            sinkLayer(sink, name + "attn_sub_norm", normed, n, hp.qWidth)
-            quantizeRows(normed, width: hp.qWidth, n: n)
+            if let sub = w.attnSubNorm {
+                rmsNorm(attn, sub, width: hp.qWidth, n: n, out: normed)
+                sinkLayer(sink, name + "attn_sub_norm", normed, n, hp.qWidth)
+                quantizeRows(normed, width: hp.qWidth, n: n)
+            } else {
+                quantizeRows(attn, width: hp.qWidth, n: n)
+            }
             bitLinear([(w.o, qb)], n: n, sink: sink, prefix: name, names: ["attn_output"])
+            addBias(w.oBias, qb, width: d, n: n)
             addResidual(n: n)
             sinkLayer(sink, name + "ffn_in", x, n, d)
             rmsNorm(x, w.ffnNorm, width: d, n: n, out: normed)
@@ -252,9 +260,13 @@ public final class InferenceContext: @unchecked Sendable {
                 }
             }
             sinkLayer(sink, name + "ffn_act", gate, n, ff)
-            rmsNorm(gate, w.ffnSubNorm, width: ff, n: n, out: normed)
-            sinkLayer(sink, name + "ffn_sub_norm", normed, n, ff)
-            quantizeRows(normed, width: ff, n: n)
+            if let sub = w.ffnSubNorm {
+                rmsNorm(gate, sub, width: ff, n: n, out: normed)
+                sinkLayer(sink, name + "ffn_sub_norm", normed, n, ff)
+                quantizeRows(normed, width: ff, n: n)
+            } else {
+                quantizeRows(gate, width: ff, n: n)
+            }
             bitLinear([(w.down, qb)], n: n, sink: sink, prefix: name, names: ["ffn_down"])
             addResidual(n: n)
         }

@@ -7,6 +7,29 @@ public enum FFNActivation: String, Sendable {
     case silu
 }
 
+/// The forward pass a file runs (spec model-families §10): which FFN activation, whether the
+/// sub-norms exist, which RoPE, which head. Chosen from more than the architecture string — a
+/// 1bitLLM model converted by a 2026 converter says `bitnet-b1.58` but is a SiLU `bitnet` model —
+/// and overridable (`model.graph`, `--graph`).
+public enum ModelGraph: String, Sendable, CaseIterable {
+    /// BitNet b1.58 2B4T (`bitnet-b1.58`, `bitnet-25`): ReLU², sub-norms, NEOX RoPE.
+    case bitnet158 = "bitnet-b1.58"
+    /// Mainline `bitnet` (1bitLLM bitnet_b1_58-large/-3B): SiLU-gated FFN (or the file's
+    /// `bitnet.hidden_activation`), sub-norms, NEOX RoPE.
+    case bitnet
+    /// `llama` with ternary weights (Llama3-8B-1.58, Falcon3-1.58bit, Falcon-E): SwiGLU, no
+    /// sub-norms, NORM (adjacent-pair) RoPE, optional biases, `output.weight` or the tied embedding.
+    case llama
+}
+
+/// Which elements RoPE rotates together.
+public enum RopeStyle: String, Sendable {
+    /// (i, i + rot/2): the `bitnet*` graphs (and HF's rotate-half).
+    case neox
+    /// (2i, 2i + 1): `llama` files, whose Q/K rows the converter permuted.
+    case norm
+}
+
 /// Hyper-parameters read from the file and checked for consistency (spec §1.3 step 12, §2.2).
 public struct HyperParameters: Sendable {
     public var architecture: String
@@ -23,6 +46,10 @@ public struct HyperParameters: Sendable {
     public var ropeBase: Float
     public var rmsEpsilon: Float
     public var activation: FFNActivation
+    public var graph: ModelGraph = .bitnet158
+    /// Why this graph was chosen (shown by `inspect`).
+    public var graphReason: String = ""
+    public var rope: RopeStyle = .neox
 
     public var qWidth: Int { heads * headDim }
     public var kvWidth: Int { kvHeads * headDim }
@@ -46,19 +73,26 @@ public struct LayerWeights: @unchecked Sendable {
     public var q: WeightMatrix
     public var k: WeightMatrix
     public var v: WeightMatrix
-    public var attnSubNorm: UnsafePointer<Float>
+    /// nil in the `llama` graph.
+    public var attnSubNorm: UnsafePointer<Float>?
     public var o: WeightMatrix
     public var ffnNorm: UnsafePointer<Float>
     public var gate: WeightMatrix
     public var up: WeightMatrix
-    public var ffnSubNorm: UnsafePointer<Float>
+    /// nil in the `llama` graph.
+    public var ffnSubNorm: UnsafePointer<Float>?
     public var down: WeightMatrix
+    /// Optional biases (F32), added after the projection.
+    public var qBias: UnsafePointer<Float>? = nil
+    public var kBias: UnsafePointer<Float>? = nil
+    public var vBias: UnsafePointer<Float>? = nil
+    public var oBias: UnsafePointer<Float>? = nil
 }
 
 /// A loaded BitNet model: the mapped file, its hyper-parameters and pointers to every weight.
 /// Nothing is copied: all pointers are into the read-only mapping owned by `file`.
 public final class BitNetModel: @unchecked Sendable {
-    public static let supportedArchitectures = ["bitnet-b1.58", "bitnet-25", "bitnet"]
+    public static let supportedArchitectures = ["bitnet-b1.58", "bitnet-25", "bitnet", "llama"]
 
     public let file: GGUFFile
     public let hp: HyperParameters
@@ -69,11 +103,31 @@ public final class BitNetModel: @unchecked Sendable {
     public let output: WeightMatrix
     public let tiedOutput: Bool
 
-    public convenience init(path: String) throws {
-        try self.init(file: GGUFFile(path: path))
+    public convenience init(path: String, graph: ModelGraph? = nil) throws {
+        try self.init(file: GGUFFile(path: path), graph: graph)
     }
 
-    public init(file: GGUFFile) throws {
+    /// The graph spec model-families §10 assigns a file, with the reason.
+    public static func autoGraph(file: GGUFFile) -> (ModelGraph, String) {
+        switch file.architecture {
+        case "llama": return (.llama, "general.architecture is llama")
+        case "bitnet": return (.bitnet, "general.architecture is bitnet (mainline: SiLU unless bitnet.hidden_activation says otherwise)")
+        case "bitnet-25": return (.bitnet158, "general.architecture is bitnet-25 (BitNet b1.58 2B4T: ReLU²)")
+        default:
+            // `bitnet-b1.58`: 2B4T, unless it is a 1bitLLM model written by a 2026 converter.
+            let a = file.architecture ?? ""
+            let spm = file.metadata["tokenizer.ggml.model"]?.string == "llama"
+            let layers = file.metadata[a + ".block_count"]?.integer ?? 0
+            let heads = file.metadata[a + ".attention.head_count"]?.integer ?? 0
+            let kv = file.metadata[a + ".attention.head_count_kv"]?.integer ?? heads
+            if spm && (layers == 24 || layers == 26) && heads == kv {
+                return (.bitnet, "general.architecture is bitnet-b1.58, but a SentencePiece vocabulary, \(layers) layers and heads = kv heads mark a converted 1bitLLM bitnet_b1_58 model (SiLU); --graph bitnet-b1.58 overrides")
+            }
+            return (.bitnet158, "general.architecture is bitnet-b1.58 (BitNet b1.58 2B4T: ReLU²)")
+        }
+    }
+
+    public init(file: GGUFFile, graph forced: ModelGraph? = nil) throws {
         self.file = file
         let path = file.path
         func fail(_ m: String) -> ModelError { ModelError(path: path, m) }
@@ -119,8 +173,20 @@ public final class BitNetModel: @unchecked Sendable {
         let base = try float("rope.freq_base", default: 10000)
         let eps = try float("attention.layer_norm_rms_epsilon", default: 1e-5)
 
+        var (graph, graphReason) = Self.autoGraph(file: file)
+        if let forced, forced != graph {
+            graphReason = "forced by model.graph / --graph (automatic choice: \(graph.rawValue), because \(graphReason))"
+            graph = forced
+        }
+        if graph == .llama && ropeDims != headDim {
+            throw fail(key: arch + ".rope.dimension_count", "rope.dimension_count \(ropeDims) ≠ head size \(headDim) (llama files rotate whole heads)")
+        }
+        if graph == .llama && file.metadata[arch + ".attention.layer_norm_rms_epsilon"] == nil {
+            throw fail("missing metadata key \(arch).attention.layer_norm_rms_epsilon (required by the llama graph)")
+        }
         var activation = FFNActivation.relu2
-        if arch == "bitnet" {
+        if graph == .llama { activation = .silu }
+        if graph == .bitnet {
             activation = .silu
             if let v = file.metadata["bitnet.hidden_activation"] {
                 guard let s = v.string, let a = FFNActivation(rawValue: s.lowercased()) else {
@@ -158,6 +224,13 @@ public final class BitNetModel: @unchecked Sendable {
             }
             if ternary && !t.type.isTernary {
                 throw fail(tensor: t, "tensor \(name) is \(t.type.name); this engine runs ternary layers in I2_S, TQ1_0 or TQ2_0")
+            }
+            // I2_S packs 128 values per block, TQ1_0/TQ2_0 256: a K that is no multiple lets
+            // blocks straddle rows (bitnet_b1_58-3B's ffn_down, K = 8640 — bitnet.cpp runs it
+            // only with its TL kernels).
+            let block = t.type == .i2_s ? 128 : 256
+            if ternary && cols % block != 0 {
+                throw fail(tensor: t, "tensor \(name) has K = \(cols) inputs, not a multiple of the \(t.type.name) block of \(block) values; such files (e.g. bitnet_b1_58-3B) cannot be run with \(t.type.name)")
             }
             var alpha: Float = 1
             if t.type == .i2_s {
@@ -210,28 +283,43 @@ public final class BitNetModel: @unchecked Sendable {
         outputNorm = try norm("output_norm.weight", embd)
 
         let kvWidth = kvHeads * headDim
+        /// An optional F32 bias of `width` values (the `llama` graph's q/k/v/o biases).
+        func bias(_ name: String, _ width: Int) throws -> UnsafePointer<Float>? {
+            guard file.tensor(named: name) != nil else { return nil }
+            guard graph == .llama || graph == .bitnet158 else { throw fail("tensor \(name): biases are not part of the \(graph.rawValue) graph") }
+            return try norm(name, width)
+        }
+        let subNorms = graph != .llama
         var layers: [LayerWeights] = []
         for l in 0..<nLayers {
             let p = "blk.\(l)."
-            layers.append(LayerWeights(
+            if !subNorms, let extra = file.tensor(named: p + "attn_sub_norm.weight") {
+                throw fail(tensor: extra, "tensor \(extra.name) belongs to the bitnet graphs, not to llama; is the graph right? (\(graphReason))")
+            }
+            var layer = LayerWeights(
                 attnNorm: try norm(p + "attn_norm.weight", embd),
                 q: try matrix(p + "attn_q.weight", cols: embd, rows: embd, ternary: true),
                 k: try matrix(p + "attn_k.weight", cols: embd, rows: kvWidth, ternary: true),
                 v: try matrix(p + "attn_v.weight", cols: embd, rows: kvWidth, ternary: true),
-                attnSubNorm: try norm(p + "attn_sub_norm.weight", embd),
+                attnSubNorm: subNorms ? try norm(p + "attn_sub_norm.weight", embd) : nil,
                 o: try matrix(p + "attn_output.weight", cols: embd, rows: embd, ternary: true),
                 ffnNorm: try norm(p + "ffn_norm.weight", embd),
                 gate: try matrix(p + "ffn_gate.weight", cols: embd, rows: ff, ternary: true),
                 up: try matrix(p + "ffn_up.weight", cols: embd, rows: ff, ternary: true),
-                ffnSubNorm: try norm(p + "ffn_sub_norm.weight", ff),
-                down: try matrix(p + "ffn_down.weight", cols: ff, rows: embd, ternary: true)))
+                ffnSubNorm: subNorms ? try norm(p + "ffn_sub_norm.weight", ff) : nil,
+                down: try matrix(p + "ffn_down.weight", cols: ff, rows: embd, ternary: true))
+            layer.qBias = try bias(p + "attn_q.bias", embd)
+            layer.kBias = try bias(p + "attn_k.bias", kvWidth)
+            layer.vBias = try bias(p + "attn_v.bias", kvWidth)
+            layer.oBias = try bias(p + "attn_output.bias", embd)
+            layers.append(layer)
         }
         self.layers = layers
         hp = HyperParameters(
             architecture: arch, name: file.metadata["general.name"]?.string ?? "", vocabSize: vocab,
             trainedContext: ctx, embedding: embd, layers: nLayers, feedForward: ff, heads: heads,
             kvHeads: kvHeads, headDim: headDim, ropeDims: ropeDims, ropeBase: base, rmsEpsilon: eps,
-            activation: activation)
+            activation: activation, graph: graph, graphReason: graphReason, rope: graph == .llama ? .norm : .neox)
     }
 
     /// Bytes of the KV cache for `tokens` positions (F16 K and V).

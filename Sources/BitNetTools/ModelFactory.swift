@@ -28,8 +28,47 @@ public struct ModelSpec: Sendable {
     public var scaleTensors = false
     public var seed: UInt64 = 1
     public var ropeBase: Float = 500_000
+    /// An untied `output.weight` of this type (nil: the head is the tied token embedding).
+    public var outputType: GGMLType? = nil
+    /// `llama`: add the optional attn_q/k/v/output biases.
+    public var biases = false
+    /// `tokenizer.ggml.pre` (nil: not written, as in the published 2B4T file).
+    public var preTokenizer: String? = nil
 
     public init() {}
+
+    /// The shapes of Falcon3-1B-Instruct-1.58bit (spec model-families §7; vocabulary 131,072).
+    public static var falcon3_1B: ModelSpec {
+        var s = ModelSpec()
+        s.architecture = "llama"
+        s.name = "falcon3-1b-random"
+        s.layers = 18
+        s.embedding = 2048
+        s.heads = 8
+        s.kvHeads = 4
+        s.feedForward = 8192
+        s.vocab = 131_072
+        s.context = 8192
+        s.ropeBase = 1_000_042
+        s.preTokenizer = "falcon3"
+        return s
+    }
+
+    /// The shapes of 1bitLLM bitnet_b1_58-large (spec model-families §5; heads 16/16 unverified).
+    public static var bitnetLarge: ModelSpec {
+        var s = ModelSpec()
+        s.architecture = "bitnet"
+        s.name = "bitnet-large-random"
+        s.layers = 24
+        s.embedding = 1536
+        s.heads = 16
+        s.kvHeads = 16
+        s.feedForward = 4096
+        s.vocab = 32_002
+        s.context = 2048
+        s.ropeBase = 10_000
+        return s
+    }
 
     /// The shapes of BitNet b1.58 2B4T (spec §2.2).
     public static var bitnet2B4T: ModelSpec {
@@ -88,6 +127,7 @@ public enum ModelFactory {
             w.set("bitnet.hidden_activation", .string(act.rawValue))
         }
         w.set("tokenizer.ggml.model", .string("gpt2"))
+        if let pre = spec.preTokenizer { w.set("tokenizer.ggml.pre", .string(pre)) }
         w.set("tokenizer.ggml.tokens", .array(.string(vocab.tokens)))
         w.set("tokenizer.ggml.scores", .array(.float32(vocab.types.map { $0 == 3 ? -1000 : 0 })))
         w.set("tokenizer.ggml.token_type", .array(.int32(vocab.types)))
@@ -108,6 +148,15 @@ public enum ModelFactory {
             let sigma = 4 / Float(d).squareRoot()
             encodeFloatRows(into: buf, type: embType, rows: V, cols: d) { _ in gaussian(&rng) * sigma }
         }
+        if let outType = spec.outputType {
+            // An untied head: N(0, (4/√d)²) like the embedding, from its own stream.
+            w.addTensor("output.weight", type: outType, dims: [d, V]) { buf in
+                var rng = SplitMixXoshiro(seed: seed &+ 0x2000)
+                let sigma = 4 / Float(d).squareRoot()
+                encodeFloatRows(into: buf, type: outType, rows: V, cols: d) { _ in gaussian(&rng) * sigma }
+            }
+        }
+        let subNorms = arch != "llama"
         // Physical order of the published file (spec §2.5): blocks in lexicographic order.
         let blockOrder = (0..<spec.layers).map { String($0) }.sorted()
         var tensorSeed = seed &* 7919
@@ -119,18 +168,34 @@ public enum ModelFactory {
             }
             addNorm(&w, p + "attn_norm.weight", d, next())
             addTernary(&w, p + "ffn_down.weight", cols: ff, rows: d, spec, next())
-            addNorm(&w, p + "ffn_sub_norm.weight", ff, next())
+            let s1 = next()
+            if subNorms { addNorm(&w, p + "ffn_sub_norm.weight", ff, s1) }
             addTernary(&w, p + "ffn_gate.weight", cols: d, rows: ff, spec, next())
             addTernary(&w, p + "ffn_up.weight", cols: d, rows: ff, spec, next())
             addNorm(&w, p + "ffn_norm.weight", d, next())
-            addNorm(&w, p + "attn_sub_norm.weight", d, next())
+            let s2 = next()
+            if subNorms { addNorm(&w, p + "attn_sub_norm.weight", d, s2) }
             addTernary(&w, p + "attn_k.weight", cols: d, rows: kv, spec, next())
             addTernary(&w, p + "attn_output.weight", cols: d, rows: d, spec, next())
             addTernary(&w, p + "attn_q.weight", cols: d, rows: d, spec, next())
             addTernary(&w, p + "attn_v.weight", cols: d, rows: kv, spec, next())
+            if spec.biases {
+                for (n, width) in [("attn_q", d), ("attn_k", kv), ("attn_v", kv), ("attn_output", d)] {
+                    addBias(&w, p + n + ".bias", width, next())
+                }
+            }
         }
         addNorm(&w, "output_norm.weight", d, seed &+ 77)
         return w
+    }
+
+    /// A small random bias, N(0, 0.05²).
+    static func addBias(_ w: inout GGUFWriter, _ name: String, _ n: Int, _ seed: UInt64) {
+        w.addTensor(name, type: .f32, dims: [n]) { buf in
+            var rng = SplitMixXoshiro(seed: seed)
+            let f = buf.bindMemory(to: Float.self)
+            for i in 0..<n { f[i] = 0.05 * gaussian(&rng) }
+        }
     }
 
     static func addNorm(_ w: inout GGUFWriter, _ name: String, _ n: Int, _ seed: UInt64) {

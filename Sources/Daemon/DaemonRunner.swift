@@ -154,6 +154,7 @@ public enum DaemonRunner {
             options.kernel = try model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
             options.preTokenizer = model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
             options.lmHead = LMHead(rawValue: model.lmHead) ?? .file
+            options.graph = ModelGraph(rawValue: model.graph)
             return try Engine(modelPath: path, options: options)
         } catch {
             throw ModelLoadFailure(path: path, error: error)

@@ -9,7 +9,7 @@ extension BitnetdConfig {
     /// documents each of them (checked by a test).
     public static let schemaKeys: [String: [String]] = [
         "": topKeys,
-        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check"],
+        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check", "graph"],
         "mqtt": ["host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
                  "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect", "outbox"],
         "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
@@ -50,6 +50,7 @@ extension BitnetdConfig {
             pathMark: m.markOf("path")
         )
         model.lmHead = m.choice("lm_head", ["file", "q8_0"], default: "file")
+        model.graph = m.choice("graph", ["auto", "bitnet-b1.58", "bitnet", "llama"], default: "auto")
 
         let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), diagnostics: context)
 

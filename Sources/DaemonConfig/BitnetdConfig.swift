@@ -56,6 +56,8 @@ public struct ModelConfig: Sendable, Equatable {
     /// LM head: `file` (the file's own, exact) or `q8_0` (an int8 copy built at load: faster
     /// generation, slightly different logits).
     public var lmHead: String = "file"
+    /// `auto` (from the file, docs: model-families) or a forced forward pass.
+    public var graph: String = "auto"
     /// Start-up memory check: refuse when model + KV cache exceed available memory (else warn).
     public var memoryCheck: String
     /// Where `path` was written, for check-config messages about the file itself.

@@ -157,8 +157,20 @@ struct MakeModel: ParsableCommand {
     @Flag(name: .customLong("2b4t"), help: "Use the exact shapes of BitNet b1.58 2B4T (1.19 GB file).")
     var shapes2B4T = false
 
-    @Option(help: "Architecture: bitnet-b1.58, bitnet-25 or bitnet.")
+    @Option(help: "Architecture: bitnet-b1.58, bitnet-25, bitnet or llama.")
     var arch = "bitnet-b1.58"
+
+    @Option(help: "Exact shapes of a published family instead of the options below: 2b4t, falcon3-1b, bitnet-large.")
+    var preset: String?
+
+    @Option(help: "Write an untied output.weight of this type (f16, f32, bf16, q8_0, q6_k); default: tied to token_embd.")
+    var outputType: String?
+
+    @Flag(help: "Add the optional attn_q/k/v/output biases (arch llama).")
+    var bias = false
+
+    @Option(help: "tokenizer.ggml.pre to write (e.g. llama-bpe, falcon3); default: none.")
+    var pre: String?
 
     @Option(help: "Layers.") var layers = 2
     @Option(help: "Embedding width.") var embd = 128
@@ -176,7 +188,14 @@ struct MakeModel: ParsableCommand {
     func run() throws {
         var spec = shapes2B4T ? ModelSpec.bitnet2B4T : ModelSpec()
         spec.architecture = arch
-        if !shapes2B4T {
+        switch preset {
+        case nil: break
+        case "2b4t"?: spec = ModelSpec.bitnet2B4T
+        case "falcon3-1b"?: spec = ModelSpec.falcon3_1B
+        case "bitnet-large"?: spec = ModelSpec.bitnetLarge
+        case let p?: throw ValidationError("unknown --preset \(p) (2b4t, falcon3-1b, bitnet-large)")
+        }
+        if !shapes2B4T && preset == nil {
             spec.layers = layers
             spec.embedding = embd
             spec.heads = heads
@@ -197,10 +216,17 @@ struct MakeModel: ParsableCommand {
         }
         spec.scaleTensors = scaleTensors
         spec.seed = seed
+        if let o = outputType {
+            guard let ot = types[o.lowercased()], !ot.isTernary else { throw ValidationError("--output-type must be f16, f32, bf16, q8_0 or q6_k") }
+            spec.outputType = ot
+        }
+        if bias && spec.architecture != "llama" { throw ValidationError("--bias is for --arch llama") }
+        spec.biases = bias
+        if let pre { spec.preTokenizer = pre }
         do {
             let t0 = monotonicMilliseconds()
             try ModelFactory.write(spec, to: out) { done, total in
-                if shapes2B4T && (done % 10 == 0 || done == total) {
+                if (shapes2B4T || preset != nil) && (done % 10 == 0 || done == total) {
                     eprint("  \(done)/\(total) tensors")
                 }
             }

@@ -49,6 +49,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "LM head: file (the file's own weights, exact) or q8_0 (a Q8_0 copy built at load: faster generation, slightly different logits).")
     var lmHead: LMHead = .file
 
+    @Option(help: "Forward pass: bitnet-b1.58 (2B4T: ReLU²), bitnet (SiLU, sub-norms) or llama (SwiGLU, no sub-norms). Default: chosen from the file (`inspect` says which and why).")
+    var graph: ModelGraph?
+
     func validate() throws {
         if let p = preTokenizer, PreTokenizer(rawValue: p) == nil && PreTokenizer(ggmlName: p) == nil {
             throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2)")
@@ -58,9 +61,10 @@ struct ModelOptions: ParsableArguments {
     /// The engine with the options of the command line (and `BITNETD_KERNEL`).
     func engine() throws -> Engine {
         let pre = preTokenizer.flatMap { PreTokenizer(rawValue: $0) ?? PreTokenizer(ggmlName: $0) }
-        return try Engine(modelPath: model, options: EngineOptions(threads: threads, contextLength: context,
-                                                                   kernel: KernelPath.fromEnvironment(), preTokenizer: pre,
-                                                                   lmHead: lmHead))
+        var options = EngineOptions(threads: threads, contextLength: context, kernel: try KernelPath.fromEnvironment(),
+                                    preTokenizer: pre, lmHead: lmHead)
+        options.graph = graph
+        return try Engine(modelPath: model, options: options)
     }
 }
 
@@ -89,13 +93,16 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Option(help: "Forward pass to check the file against (bitnet-b1.58, bitnet, llama); default: chosen from the file.")
+    var graph: ModelGraph?
+
     func run() throws {
         let file: GGUFFile
         do { file = try GGUFFile(path: model) } catch { throw fail(error) }
         var problems: [String] = []
         var loaded: BitNetModel?
         var tokenizer: Tokenizer?
-        do { loaded = try BitNetModel(file: file) } catch { problems.append("\(error)") }
+        do { loaded = try BitNetModel(file: file, graph: graph) } catch { problems.append("\(error)") }
         do { tokenizer = try Tokenizer(file: file) } catch { problems.append("\(error)") }
         let kernel = (try? KernelSet(forced: KernelPath.fromEnvironment()))?.name ?? "?"
         if json {
@@ -120,6 +127,9 @@ struct Inspect: ParsableCommand {
             if let m = loaded {
                 let hp = m.hp
                 out += ",\"model\":{\"architecture\":\(jsonString(hp.architecture)),\"name\":\(jsonString(hp.name)),\"vocab\":\(hp.vocabSize),\"context\":\(hp.trainedContext),\"embedding\":\(hp.embedding),\"layers\":\(hp.layers),\"feed_forward\":\(hp.feedForward),\"heads\":\(hp.heads),\"kv_heads\":\(hp.kvHeads),\"head_dim\":\(hp.headDim),\"rope_dims\":\(hp.ropeDims),\"rope_base\":\(hp.ropeBase),\"rms_epsilon\":\(hp.rmsEpsilon),\"activation\":\"\(hp.activation.rawValue)\",\"tied_output\":\(m.tiedOutput),\"ternary_type\":\"\(m.layers.first?.q.type.name ?? "")\",\"kv_cache_bytes_per_token\":\(m.kvCacheBytes(tokens: 1))}"
+                out += ",\"graph\":{\"name\":\(jsonString(hp.graph.rawValue)),\"reason\":\(jsonString(hp.graphReason)),\"rope\":\"\(hp.rope.rawValue)\",\"sub_norms\":\(m.layers.first?.attnSubNorm != nil),\"biases\":\(m.layers.first?.qBias != nil)}"
+                // I2_S is read with 128-value blocks (the published x86 layout) on every CPU.
+                out += ",\"i2s_block\":128"
             }
             if let t = tokenizer {
                 out += ",\"tokenizer\":{\"tokens\":\(t.vocabularySize),\"pre_tokenizer\":\"\(t.preTokenizer.rawValue)\",\"bos\":\(t.bos.map { "\($0)" } ?? "null"),\"eos\":\(t.eos.map { "\($0)" } ?? "null"),\"add_bos\":\(t.addBOS),\"end_of_generation\":[\(t.endOfGeneration.sorted().map { "\($0)" }.joined(separator: ","))]}"
@@ -142,7 +152,10 @@ struct Inspect: ParsableCommand {
             if let m = loaded {
                 let hp = m.hp
                 print("model:         \(hp.architecture) '\(hp.name)': \(hp.layers) layers, d=\(hp.embedding), ff=\(hp.feedForward), heads \(hp.heads)/\(hp.kvHeads) (head \(hp.headDim)), vocab \(hp.vocabSize), context \(hp.trainedContext)")
-                print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU"), NEOX RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon)")
+                print("graph:         \(hp.graph.rawValue) — \(hp.graphReason)")
+                let subs = m.layers.first?.attnSubNorm != nil ? ", sub-norms" : ", no sub-norms"
+                let biases = m.layers.first?.qBias != nil ? ", q/k/v/o biases" : ""
+                print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU-gated")\(subs)\(biases), \(hp.rope == .neox ? "NEOX" : "NORM") RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon), I2_S blocks of 128")
                 print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))")
                 print("KV cache:      F16, \(m.kvCacheBytes(tokens: 1)) B/token (\(m.kvCacheBytes(tokens: 4096) >> 20) MiB at 4096)")
             }
@@ -327,3 +340,4 @@ struct Decide: ParsableCommand {
 }
 
 extension LMHead: ExpressibleByArgument {}
+extension ModelGraph: ExpressibleByArgument {}

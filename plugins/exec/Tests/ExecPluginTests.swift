@@ -146,7 +146,8 @@ import TestKit
         let rec = Recorder()
         let host = PluginHost(logger: rec.logger)
         host.start(plugins: [p], onReading: rec.onReading, onError: rec.onError)
-        #expect(await poll(timeout: 10) { rec.errors.count == 1 && rec.readings.count == 1 })
+        // At least one crash (a slow machine may already be past the 10 s restart delay).
+        #expect(await poll(timeout: 10) { rec.errors.count >= 1 && rec.readings.count >= 1 })
         guard case .number(let d) = rec.readings.first?.fields["child"] else { Issue.record("no child pid"); return }
         #expect(await poll(timeout: 5) { !isRunning(pid_t(d)) })
         host.stop()
