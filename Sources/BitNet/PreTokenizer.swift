@@ -9,6 +9,9 @@ public enum PreTokenizer: String, Sendable {
     case `default`
     /// GPT-2's single pattern (`tokenizer.ggml.pre = gpt2`).
     case gpt2
+    /// Falcon3 and Falcon-E (`falcon3`, `falcon_e`): three regexes in sequence, as llama.cpp —
+    /// punctuation runs (with `$+<=>^~|` and the backtick), GPT-2, single ASCII digits.
+    case falcon3
 
     /// Maps `tokenizer.ggml.pre` values to a mode; nil for unknown names.
     public init?(ggmlName: String) {
@@ -16,6 +19,7 @@ public enum PreTokenizer: String, Sendable {
         case "llama-bpe", "llama3", "llama-v3", "llama3.1", "llama-3": self = .llama3
         case "default": self = .default
         case "gpt2", "gpt-2": self = .gpt2
+        case "falcon3", "falcon_e", "falcon-e": self = .falcon3
         default: return nil
         }
     }
@@ -31,6 +35,11 @@ public enum PreTokenizer: String, Sendable {
         case .default:
             ranges = [0..<scalars.count]
             for matcher in [Self.matchPunctuationRun, Self.matchGPT2, Self.matchDigitsRun, Self.matchThreeASCIIDigits] {
+                ranges = ranges.flatMap { Self.splitKeepingGaps(scalars, $0, matcher) }
+            }
+        case .falcon3:
+            ranges = [0..<scalars.count]
+            for matcher in [Self.matchPunctuationRunFalcon, Self.matchGPT2, Self.matchOneASCIIDigit] {
                 ranges = ranges.flatMap { Self.splitKeepingGaps(scalars, $0, matcher) }
             }
         }
@@ -204,6 +213,21 @@ public enum PreTokenizer: String, Sendable {
         var j = i
         while j < end && ok(s[j]) { j += 1 }
         return j > i ? j : nil
+    }
+
+    /// `[\p{P}\$\+<=>\^~\|`]+` (Falcon3: the default class plus the backtick)
+    static func matchPunctuationRunFalcon(_ s: [Unicode.Scalar], _ i: Int, _ end: Int) -> Int? {
+        func ok(_ c: Unicode.Scalar) -> Bool {
+            isPunctuation(c) || "$+<=>^~|`".unicodeScalars.contains(c)
+        }
+        var j = i
+        while j < end && ok(s[j]) { j += 1 }
+        return j > i ? j : nil
+    }
+
+    /// `[0-9]`
+    static func matchOneASCIIDigit(_ s: [Unicode.Scalar], _ i: Int, _ end: Int) -> Int? {
+        s[i].value >= 0x30 && s[i].value <= 0x39 ? i + 1 : nil
     }
 
     /// `\p{N}+`

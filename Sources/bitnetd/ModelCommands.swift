@@ -54,7 +54,7 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         if let p = preTokenizer, PreTokenizer(rawValue: p) == nil && PreTokenizer(ggmlName: p) == nil {
-            throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2)")
+            throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2, falcon3)")
         }
     }
 

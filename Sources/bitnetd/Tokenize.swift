@@ -41,7 +41,7 @@ struct Tokenize: ParsableCommand {
     func validate() throws {
         guard (text == nil) != (file == nil) else { throw ValidationError("give exactly one of --text and --file") }
         if let p = preTokenizer, PreTokenizer(rawValue: p) == nil && PreTokenizer(ggmlName: p) == nil {
-            throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2)")
+            throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2, falcon3)")
         }
     }
 

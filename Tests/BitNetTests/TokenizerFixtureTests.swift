@@ -2,9 +2,9 @@ import BitNet
 import Foundation
 import Testing
 
-/// The Swift tokenizer must reproduce Hugging Face `tokenizers` exactly on a byte-level BPE
-/// vocabulary trained behind the Llama-3 pre-tokenizer (Tests/Fixtures/tokenizer, made by
-/// tools/tokenizer-fixture/make_fixture.py).
+/// The Swift tokenizer must reproduce Hugging Face `tokenizers` exactly on byte-level BPE
+/// vocabularies trained behind the Llama-3 and the Falcon3 pre-tokenizers (Tests/Fixtures/tokenizer,
+/// made by tools/tokenizer-fixture/make_fixture.py).
 @Suite struct TokenizerFixtureTests {
     struct Fixture: Decodable {
         struct Case: Decodable {
@@ -15,26 +15,28 @@ import Testing
         var merges: [String]
         var specials: [String: Int32]
         var ignore_merges: Bool
+        var pre_tokenizer: String?
         var cases: [Case]
     }
 
-    static func load() throws -> Fixture {
+    static func load(_ name: String = "llama3-bpe") throws -> Fixture {
         let here = URL(fileURLWithPath: #filePath)
         let url = here.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/tokenizer/llama3-bpe.json")
+            .appendingPathComponent("Fixtures/tokenizer/\(name).json")
         return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
     }
 
     static func tokenizer(_ f: Fixture) throws -> Tokenizer {
         let specialIds = Set(f.specials.values)
         let types: [Tokenizer.TokenType] = f.tokens.indices.map { specialIds.contains(Int32($0)) ? .control : .normal }
-        return try Tokenizer(tokens: f.tokens, types: types, merges: f.merges, preTokenizer: .llama3,
+        let pre = f.pre_tokenizer.flatMap { PreTokenizer(ggmlName: $0) } ?? .llama3
+        return try Tokenizer(tokens: f.tokens, types: types, merges: f.merges, preTokenizer: pre,
                              ignoreMerges: f.ignore_merges, bos: f.specials["<|begin_of_text|>"],
                              eos: f.specials["<|end_of_text|>"], addBOS: true)
     }
 
-    @Test func idsMatchHuggingFaceExactly() throws {
-        let f = try Self.load()
+    @Test(arguments: ["llama3-bpe", "falcon3-bpe"]) func idsMatchHuggingFaceExactly(_ fixture: String) throws {
+        let f = try Self.load(fixture)
         #expect(f.cases.count >= 60)
         let tok = try Self.tokenizer(f)
         var mismatches = 0
@@ -48,8 +50,8 @@ import Testing
         #expect(mismatches == 0)
     }
 
-    @Test func decodeInvertsEncode() throws {
-        let f = try Self.load()
+    @Test(arguments: ["llama3-bpe", "falcon3-bpe"]) func decodeInvertsEncode(_ fixture: String) throws {
+        let f = try Self.load(fixture)
         let tok = try Self.tokenizer(f)
         for c in f.cases {
             #expect(tok.decode(tok.encode(c.text, addSpecial: false), special: true) == c.text)

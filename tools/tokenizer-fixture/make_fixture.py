@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Builds Tests/Fixtures/tokenizer/llama3-bpe.json: a small byte-level BPE trained with Hugging Face
-`tokenizers` behind the Llama-3 pre-tokenizer, plus test cases whose ids HF produced.
+"""Builds Tests/Fixtures/tokenizer/llama3-bpe.json (and, with --pre falcon3, falcon3-bpe.json): a small
+byte-level BPE trained with Hugging Face `tokenizers` behind the Llama-3 (or Falcon3) pre-tokenizer,
+plus test cases whose ids HF produced.
 
 The Swift tokenizer loads `tokens` + `merges`, applies its own Llama-3 pre-tokenizer and BPE, and must
 reproduce every case's `ids` exactly.
 
-Usage: python3 tools/tokenizer-fixture/make_fixture.py [--out Tests/Fixtures/tokenizer/llama3-bpe.json]
+Usage: python3 tools/tokenizer-fixture/make_fixture.py [--pre llama3|falcon3] [--out FILE]
 Deterministic: same corpus (seeded generator), same trainer settings → byte-identical JSON.
 """
 
@@ -19,7 +20,11 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
           r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# llama.cpp's falcon3/falcon_e pre-tokenizer: three regexes in sequence (spec model-families §7).
+FALCON3 = [r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9]"]
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
+PRE = "llama3"
 VOCAB_SIZE = 2000
 SEED = 20240607
 
@@ -83,10 +88,9 @@ def corpus(rng, n_lines=4000):
 # ------------------------------------------------------------------------------------ tokenizer
 
 def pre_tokenizer():
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    splits = [LLAMA3] if PRE == "llama3" else FALCON3
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r), behavior="isolated") for r in splits]
+                                   + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
 
 
 def train():
@@ -189,11 +193,18 @@ def random_cases(rng, n=12):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--pre", choices=["llama3", "falcon3"], default="llama3")
     a = ap.parse_args(argv)
+    global PRE
+    PRE = a.pre
+    if a.out is None:
+        a.out = DEFAULT_OUT if PRE == "llama3" else DEFAULT_OUT.replace("llama3-bpe", "falcon3-bpe")
+    # Llama-3's BPE looks a fragment up whole first (ignore_merges); Falcon3's does not.
+    ignore = PRE == "llama3"
 
     vocab, merges = train()
-    tok = build(vocab, merges, ignore_merges=True)
+    tok = build(vocab, merges, ignore_merges=ignore)
     tok_plain = build(vocab, merges, ignore_merges=False)
 
     n_base = len(vocab)
@@ -208,7 +219,7 @@ def main(argv=None):
     assert not missing and len(byte_chars) == 256, missing
 
     rng = random.Random(SEED + 1)
-    cases = fixed_cases() + ignore_merge_cases(vocab, tok_plain, tok) + random_cases(rng)
+    cases = fixed_cases() + (ignore_merge_cases(vocab, tok_plain, tok) if ignore else []) + random_cases(rng)
     out_cases = []
     seen = set()
     for cat, text in cases:
@@ -221,11 +232,15 @@ def main(argv=None):
         out_cases.append({"category": cat, "text": text, "ids": ids})
 
     doc = {
-        "description": "Byte-level BPE trained with HF tokenizers behind the Llama-3 pre-tokenizer "
-                       "(Split(LLAMA3 regex, isolated) + ByteLevel(add_prefix_space=False, "
-                       "use_regex=False)), BPE ignore_merges=true like Llama-3; see README.md.",
-        "pre_tokenizer_regex": LLAMA3,
-        "ignore_merges": True,
+        "description": ("Byte-level BPE trained with HF tokenizers behind the Llama-3 pre-tokenizer "
+                        "(Split(LLAMA3 regex, isolated) + ByteLevel(add_prefix_space=False, "
+                        "use_regex=False)), BPE ignore_merges=true like Llama-3; see README.md.") if PRE == "llama3" else
+                       ("Byte-level BPE trained with HF tokenizers behind the Falcon3 pre-tokenizer "
+                        "(Split(punctuation run), Split(GPT-2), Split([0-9]), all isolated, + ByteLevel("
+                        "add_prefix_space=False, use_regex=False)), ignore_merges=false; see README.md."),
+        "pre_tokenizer": PRE,
+        "pre_tokenizer_regex": LLAMA3 if PRE == "llama3" else FALCON3,
+        "ignore_merges": ignore,
         "tokens": tokens,
         "merges": merges,
         "specials": specials,
