@@ -225,13 +225,6 @@ public final class BitNetModel: @unchecked Sendable {
             if ternary && !t.type.isTernary {
                 throw fail(tensor: t, "tensor \(name) is \(t.type.name); this engine runs ternary layers in I2_S, TQ1_0 or TQ2_0")
             }
-            // I2_S packs 128 values per block, TQ1_0/TQ2_0 256: a K that is no multiple lets
-            // blocks straddle rows (bitnet_b1_58-3B's ffn_down, K = 8640 — bitnet.cpp runs it
-            // only with its TL kernels).
-            let block = t.type == .i2_s ? 128 : 256
-            if ternary && cols % block != 0 {
-                throw fail(tensor: t, "tensor \(name) has K = \(cols) inputs, not a multiple of the \(t.type.name) block of \(block) values; such files (e.g. bitnet_b1_58-3B) cannot be run with \(t.type.name)")
-            }
             var alpha: Float = 1
             if t.type == .i2_s {
                 alpha = file.data(of: t).loadUnaligned(fromByteOffset: rows * cols / 4, as: Float.self)
