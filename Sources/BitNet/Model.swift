@@ -99,9 +99,13 @@ public final class BitNetModel: @unchecked Sendable {
     public let layers: [LayerWeights]
     public let tokenEmbedding: WeightMatrix
     public let outputNorm: UnsafePointer<Float>
-    /// The LM head: `output.weight` when present, else the tied token embedding.
+    /// The LM head: `output.weight` in the `llama` graph when present, else the tied token
+    /// embedding (the `bitnet*` graphs always use `token_embd`, as bitnet.cpp: spec
+    /// model-families §3.3, §10 rule 2).
     public let output: WeightMatrix
     public let tiedOutput: Bool
+    /// A `bitnet*` file with an `output.weight` the graph does not use (shown by `inspect`).
+    public let ignoredOutputWeight: Bool
 
     public convenience init(path: String, graph: ModelGraph? = nil) throws {
         try self.init(file: GGUFFile(path: path), graph: graph)
@@ -262,7 +266,9 @@ public final class BitNetModel: @unchecked Sendable {
         }
         tokenEmbedding = WeightMatrix(name: embT.name, type: embT.type, rows: vocab, columns: embd,
                                       data: file.data(of: embT), alpha: 1, scale: 1)
-        if let outT = file.tensor(named: "output.weight") {
+        let outputTensor = file.tensor(named: "output.weight")
+        ignoredOutputWeight = outputTensor != nil && graph != .llama
+        if let outT = outputTensor, graph == .llama {
             guard outT.dims == [embd, vocab], supportedEmbedding.contains(outT.type) else {
                 throw fail(tensor: outT, "output.weight must be [\(embd), \(vocab)] in F32/F16/BF16/Q8_0/Q6_K, is \(outT.type.name) \(outT.dims)")
             }

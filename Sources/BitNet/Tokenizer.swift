@@ -11,8 +11,18 @@ public final class Tokenizer: @unchecked Sendable {
         case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
     }
 
+    /// The vocabulary's algorithm: byte-level BPE (`gpt2`) or SentencePiece (`llama`).
+    public enum Model: String, Sendable {
+        case bpe = "gpt2"
+        case spm = "llama"
+    }
+
     public let tokens: [String]
     public let types: [TokenType]
+    public let model: Model
+    /// SentencePiece: prepend a space to the text (and after each special token).
+    public let addSpacePrefix: Bool
+    private let spm: SPMMerger?
     public let preTokenizer: PreTokenizer
     /// Llama-3 emits a fragment that is itself a vocabulary entry directly ("ignore merges").
     public let ignoreMerges: Bool
@@ -32,8 +42,11 @@ public final class Tokenizer: @unchecked Sendable {
     private let specials: [(bytes: [UInt8], id: Int32)]  // longest first
 
     public init(tokens: [String], types: [TokenType], merges mergeList: [String], preTokenizer: PreTokenizer,
-                ignoreMerges: Bool, bos: Int32?, eos: Int32?, addBOS: Bool, extraEOG: [Int32] = []) throws {
+                ignoreMerges: Bool, bos: Int32?, eos: Int32?, addBOS: Bool, extraEOG: [Int32] = [],
+                model: Model = .bpe, scores: [Float] = [], addSpacePrefix: Bool = false, unknown: Int32? = nil) throws {
         self.tokens = tokens
+        self.model = model
+        self.addSpacePrefix = addSpacePrefix
         self.types = types.count == tokens.count ? types : Array(repeating: .normal, count: tokens.count)
         self.preTokenizer = preTokenizer
         self.ignoreMerges = ignoreMerges
@@ -54,7 +67,13 @@ public final class Tokenizer: @unchecked Sendable {
         for (u, b) in u2b where u.value < 0x144 { u2bTable[Int(u.value)] = b }
         var byteToken = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
-            if let id = ids[Array(String(b2u[b]).utf8)] { byteToken[b] = id }
+            if model == .spm {
+                // `<0xHH>` byte tokens, else the raw one-character piece (llama.cpp's fallback).
+                let hex = "<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"
+                if let id = ids[Array(hex.utf8)] { byteToken[b] = id } else if b < 0x80, let id = ids[[UInt8(b)]] { byteToken[b] = id }
+            } else if let id = ids[Array(String(b2u[b]).utf8)] {
+                byteToken[b] = id
+            }
         }
         self.byteToken = byteToken
 
@@ -64,6 +83,15 @@ public final class Tokenizer: @unchecked Sendable {
             let ty = self.types[i]
             if ty == .control || ty == .userDefined || ty == .unused {
                 tb.append(Array(t.utf8))
+                continue
+            }
+            if model == .spm {
+                // `▁` is a space; BYTE tokens `<0xHH>` are that byte.
+                if ty == .byte, t.utf8.count == 6, t.hasPrefix("<0x"), let v = UInt8(t.dropFirst(3).prefix(2), radix: 16) {
+                    tb.append([v])
+                } else {
+                    tb.append(Array(t.replacingSpaceMarks().utf8))
+                }
                 continue
             }
             var bytes: [UInt8] = []
@@ -89,6 +117,10 @@ public final class Tokenizer: @unchecked Sendable {
             if m[key] == nil { m[key] = (Int32(rank), mi) }
         }
         merges = m
+        spm = model == .spm
+            ? SPMMerger(ids: ids, scores: scores.count == tokens.count ? scores : Array(repeating: 0, count: tokens.count),
+                        byteToken: byteToken, unknown: unknown)
+            : nil
 
         var sp: [(bytes: [UInt8], id: Int32)] = []
         for (i, t) in tokens.enumerated() where (self.types[i] == .control || self.types[i] == .userDefined) && !t.isEmpty {
@@ -109,9 +141,9 @@ public final class Tokenizer: @unchecked Sendable {
     public convenience init(file: GGUFFile, override: PreTokenizer? = nil) throws {
         let md = file.metadata
         func fail(_ m: String) -> ModelError { ModelError(path: file.path, m) }
-        let model = md["tokenizer.ggml.model"]?.string ?? ""
-        guard model == "gpt2" else {
-            throw fail("tokenizer.ggml.model '\(model)' is not supported (byte-level BPE 'gpt2' only)")
+        let modelName = md["tokenizer.ggml.model"]?.string ?? ""
+        guard let model = Model(rawValue: modelName) else {
+            throw fail("tokenizer.ggml.model '\(modelName)' is not supported (byte-level BPE 'gpt2', SentencePiece 'llama')")
         }
         guard let tokens = md["tokenizer.ggml.tokens"]?.array?.strings else { throw fail("missing tokenizer.ggml.tokens") }
         let types: [TokenType] = (md["tokenizer.ggml.token_type"]?.array?.integers ?? []).map {
@@ -123,15 +155,20 @@ public final class Tokenizer: @unchecked Sendable {
             guard v >= 0 && v < tokens.count else { throw fail("\(key) = \(v) is outside the vocabulary (\(tokens.count))") }
             return Int32(v)
         }
-        let bos = try special("tokenizer.ggml.bos_token_id")
-        let eos = try special("tokenizer.ggml.eos_token_id")
+        // SentencePiece defaults (llama.cpp): BOS 1, EOS 2, UNK 0, a space prefix.
+        let spm = model == .spm
+        let bos = try special("tokenizer.ggml.bos_token_id") ?? (spm && tokens.count > 1 ? 1 : nil)
+        let eos = try special("tokenizer.ggml.eos_token_id") ?? (spm && tokens.count > 2 ? 2 : nil)
+        let unknown = try special("tokenizer.ggml.unknown_token_id") ?? (spm && !tokens.isEmpty ? 0 : nil)
         var extra: [Int32] = []
         if let eot = try special("tokenizer.ggml.eot_token_id") { extra.append(eot) }
         if let eom = try special("tokenizer.ggml.eom_token_id") { extra.append(eom) }
         let addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? true
 
         var pre: PreTokenizer
-        if let o = override {
+        if spm {
+            pre = .default  // unused: SentencePiece splits nothing before merging
+        } else if let o = override {
             pre = o
         } else if let name = md["tokenizer.ggml.pre"]?.string {
             guard let p = PreTokenizer(ggmlName: name) else {
@@ -143,8 +180,14 @@ public final class Tokenizer: @unchecked Sendable {
             // pattern (spec §5.2), which bitnet.cpp does not use. Be faithful to training.
             pre = .llama3
         }
+        let scores = md["tokenizer.ggml.scores"]?.array?.floats ?? []
+        if spm && scores.count != tokens.count {
+            throw fail("tokenizer.ggml.scores has \(scores.count) values for \(tokens.count) tokens (SentencePiece needs one per token)")
+        }
         try self.init(tokens: tokens, types: types, merges: merges, preTokenizer: pre,
-                      ignoreMerges: pre == .llama3, bos: bos, eos: eos, addBOS: addBOS, extraEOG: extra)
+                      ignoreMerges: !spm && pre == .llama3, bos: bos, eos: eos, addBOS: addBOS, extraEOG: extra,
+                      model: model, scores: scores, addSpacePrefix: spm && (md["tokenizer.ggml.add_space_prefix"]?.bool ?? true),
+                      unknown: unknown)
     }
 
     public var vocabularySize: Int { tokens.count }
@@ -159,11 +202,14 @@ public final class Tokenizer: @unchecked Sendable {
         let bytes = Array(text.utf8)
         var start = 0
         var i = 0
+        // SentencePiece prefixes a space to the first text fragment and to each after a special.
+        var afterSpecial = true
         if parseSpecial && !specials.isEmpty {
             while i < bytes.count {
                 if let sp = specialAt(bytes, i) {
-                    if start < i { encodeOrdinary(bytes[start..<i], into: &out) }
+                    if start < i { encodeOrdinary(bytes[start..<i], afterSpecial: afterSpecial, into: &out) }
                     out.append(sp.id)
+                    afterSpecial = true
                     i += sp.bytes.count
                     start = i
                 } else {
@@ -171,7 +217,7 @@ public final class Tokenizer: @unchecked Sendable {
                 }
             }
         }
-        if start < bytes.count { encodeOrdinary(bytes[start...], into: &out) }
+        if start < bytes.count { encodeOrdinary(bytes[start...], afterSpecial: afterSpecial, into: &out) }
         return out
     }
 
@@ -187,7 +233,18 @@ public final class Tokenizer: @unchecked Sendable {
         return nil
     }
 
-    private func encodeOrdinary(_ bytes: ArraySlice<UInt8>, into out: inout [Int32]) {
+    private func encodeOrdinary(_ bytes: ArraySlice<UInt8>, afterSpecial: Bool = false, into out: inout [Int32]) {
+        if let spm {
+            // Spaces become `▁` (no other normalisation, as llama.cpp).
+            var text: [UInt8] = addSpacePrefix && afterSpecial ? [0xE2, 0x96, 0x81] : []
+            text.reserveCapacity(bytes.count + 3)
+            for b in bytes {
+                if b == 0x20 { text += [0xE2, 0x96, 0x81] } else { text.append(b) }
+            }
+            var merger = spm
+            merger.encode(text, into: &out)
+            return
+        }
         // Spans between specials always start and end on UTF-8 boundaries (special tokens are
         // ASCII-delimited valid UTF-8), so decoding cannot fail for input that came from a String.
         let text = String(decoding: bytes, as: UTF8.self)
@@ -216,6 +273,14 @@ public final class Tokenizer: @unchecked Sendable {
     var mergeTable: [UInt64: (rank: Int32, id: Int32)] { merges }
     func byteSymbols(_ text: String) -> [Int32] { text.utf8.map { byteToken[Int($0)] } }
 
+    /// Heap steps of SentencePiece-encoding `text` (tests: O(n log n)).
+    func spmMergeSteps(_ text: String) -> Int {
+        guard var merger = spm else { return 0 }
+        var out: [Int32] = []
+        merger.encode(Array(text.utf8), into: &out)
+        return merger.steps
+    }
+
     /// Heap steps of merging `text`'s bytes as one fragment (no pre-tokenizer, no vocabulary
     /// shortcut): a count, for the tests that check BPE stays O(n log n).
     func mergeSteps(_ text: String) -> Int {
@@ -238,14 +303,22 @@ public final class Tokenizer: @unchecked Sendable {
     public func bytes(of id: Int32, special: Bool = false) -> [UInt8] {
         guard id >= 0 && Int(id) < tokens.count else { return [] }
         let t = types[Int(id)]
-        if !special && (t == .control || t == .unused) { return [] }
+        if !special && (t == .control || t == .unused || (model == .spm && t == .unknown)) { return [] }
         return tokenBytes[Int(id)]
     }
 
-    /// Decodes a whole sequence (invalid UTF-8 is repaired with U+FFFD).
+    /// Decodes a whole sequence (invalid UTF-8 is repaired with U+FFFD). SentencePiece with a
+    /// space prefix: the prefix's space at the start is removed (llama.cpp's detokenizer).
     public func decode(_ ids: [Int32], special: Bool = false) -> String {
         var bytes: [UInt8] = []
         for id in ids { bytes += self.bytes(of: id, special: special) }
+        if model == .spm && addSpacePrefix {
+            let firstText = ids.firstIndex { types[Int($0)] != .control }
+            if let f = firstText, f == ids.firstIndex(where: { !self.bytes(of: $0, special: special).isEmpty }),
+               bytes.first == 0x20 {
+                bytes.removeFirst()
+            }
+        }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -305,4 +378,17 @@ public struct TextStream {
         pending = []
         return s
     }
+}
+
+extension String {
+    /// SentencePiece's `▁` (U+2581) as a space.
+    func replacingSpaceMarks() -> String {
+        guard unicodeScalars.contains("\u{2581}") else { return self }
+        var out = String.UnicodeScalarView()
+        for u in unicodeScalars { out.append(u == "\u{2581}" ? " " : u) }
+        return String(out)
+    }
+
+    /// Left-padded with zeros to `n` characters (hex byte names).
+    public func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

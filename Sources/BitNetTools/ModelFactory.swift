@@ -34,6 +34,8 @@ public struct ModelSpec: Sendable {
     public var biases = false
     /// `tokenizer.ggml.pre` (nil: not written, as in the published 2B4T file).
     public var preTokenizer: String? = nil
+    /// `gpt2` (byte-level BPE) or `llama` (SentencePiece, as the 1bitLLM files).
+    public var tokenizerModel = "gpt2"
 
     public init() {}
 
@@ -67,6 +69,7 @@ public struct ModelSpec: Sendable {
         s.vocab = 32_002
         s.context = 2048
         s.ropeBase = 10_000
+        s.tokenizerModel = "llama"
         return s
     }
 
@@ -106,7 +109,7 @@ public enum ModelFactory {
         guard spec.embedding % spec.embeddingType.blockSize == 0 else {
             throw RequestError("embedding must be a multiple of \(spec.embeddingType.blockSize) for \(spec.embeddingType.name)")
         }
-        let vocab = SyntheticVocabulary(size: spec.vocab, seed: spec.seed)
+        let vocab = spec.tokenizerModel == "llama" ? SyntheticVocabulary.empty : SyntheticVocabulary(size: spec.vocab, seed: spec.seed)
         var w = GGUFWriter()
         let d = spec.embedding, ff = spec.feedForward, hd = d / spec.heads, kv = spec.kvHeads * hd
         w.set("general.architecture", .string(arch))
@@ -126,6 +129,19 @@ public enum ModelFactory {
         if let act = spec.hiddenActivation, arch == "bitnet" {
             w.set("bitnet.hidden_activation", .string(act.rawValue))
         }
+        if spec.tokenizerModel == "llama" {
+            // SentencePiece, as bitnet.cpp's converter writes it (spec model-families §5).
+            let sp = SyntheticSentencePiece(size: spec.vocab, seed: spec.seed)
+            w.set("tokenizer.ggml.model", .string("llama"))
+            w.set("tokenizer.ggml.pre", .string("default"))
+            w.set("tokenizer.ggml.tokens", .array(.string(sp.tokens)))
+            w.set("tokenizer.ggml.scores", .array(.float32(sp.scores)))
+            w.set("tokenizer.ggml.token_type", .array(.int32(sp.types)))
+            w.set("tokenizer.ggml.bos_token_id", .uint32(1))
+            w.set("tokenizer.ggml.eos_token_id", .uint32(2))
+            w.set("tokenizer.ggml.unknown_token_id", .uint32(0))
+            w.set("tokenizer.ggml.add_space_prefix", .bool(true))
+        } else {
         w.set("tokenizer.ggml.model", .string("gpt2"))
         if let pre = spec.preTokenizer { w.set("tokenizer.ggml.pre", .string(pre)) }
         w.set("tokenizer.ggml.tokens", .array(.string(vocab.tokens)))
@@ -137,6 +153,7 @@ public enum ModelFactory {
         w.set("tokenizer.ggml.padding_token_id", .uint32(UInt32(vocab.eos)))
         w.set("tokenizer.chat_template", .string(
             "{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}{% if message['role'] == 'user' %}{{ 'Human: ' + message['content'] + '\\n\\nBITNETAssistant: ' + eos_token }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"))
+        }
         w.set("general.quantization_version", .uint32(2))
 
         let seed = spec.seed

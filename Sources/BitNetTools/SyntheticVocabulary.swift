@@ -20,6 +20,11 @@ struct SyntheticVocabulary {
     The capital of France is Paris. Numbers: 0 1 2 3 4 5 6 7 8 9 10 100 1000 2025 3.14159.
     """
 
+    /// None (a SentencePiece model is written instead).
+    static let empty = SyntheticVocabulary()
+
+    private init() {}
+
     init(size: Int, seed: UInt64) {
         let specialCount = size >= 128_256 ? 256 : max(10, min(16, size / 32))
         let baseSize = size - specialCount
@@ -93,5 +98,79 @@ struct SyntheticVocabulary {
         }
         bos = baseSize
         eos = baseSize + 1
+    }
+}
+
+/// A SentencePiece vocabulary for generated models of the 1bitLLM layout (`tokenizer.ggml.model =
+/// llama`): `<unk>` 0, `<s>` 1, `</s>` 2, the 256 byte-fallback tokens `<0x00>`…`<0xFF>`, then
+/// pieces learned from the built-in text (`▁` for spaces; each merge scored below the previous
+/// one, as SentencePiece's BPE scores are), then random concatenations of existing pieces up to
+/// the requested size.
+struct SyntheticSentencePiece {
+    var tokens: [String] = []
+    var scores: [Float] = []
+    var types: [Int32] = []
+
+    init(size: Int, seed: UInt64) {
+        precondition(size >= 300, "vocabulary of \(size) is too small (needs ≥ 300)")
+        var index: [String: Int] = [:]
+        func add(_ t: String, _ type: Int32, _ score: Float) {
+            guard index[t] == nil else { return }
+            index[t] = tokens.count
+            tokens.append(t)
+            types.append(type)
+            scores.append(score)
+        }
+        add("<unk>", 2, 0)
+        add("<s>", 3, 0)
+        add("</s>", 3, 0)
+        for b in 0..<256 { add("<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">", 6, 0) }
+        let text = "▁" + SyntheticVocabulary.corpus.replacingOccurrences(" ", "▁")
+        // Single characters first (as SentencePiece's alphabet), then merges by frequency.
+        var words: [[String]] = text.split(separator: "▁").map { w in ["▁"] + w.map(String.init) }
+        for w in words { for c in w where tokens.count < size { add(c, 1, -1e6) } }
+        var score: Float = -1
+        while tokens.count < size {
+            var counts: [String: Int] = [:]
+            for w in words where w.count > 1 {
+                for k in 0..<(w.count - 1) { counts[w[k] + "\u{0}" + w[k + 1], default: 0] += 1 }
+            }
+            guard let best = counts.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }), best.value >= 2 else { break }
+            let parts = best.key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            let merged = parts[0] + parts[1]
+            add(merged, 1, score)
+            score -= 1
+            words = words.map { w in
+                var out: [String] = []
+                var k = 0
+                while k < w.count {
+                    if k + 1 < w.count && w[k] == parts[0] && w[k + 1] == parts[1] {
+                        out.append(merged)
+                        k += 2
+                    } else {
+                        out.append(w[k])
+                        k += 1
+                    }
+                }
+                return out
+            }
+        }
+        var rng = SplitMixXoshiro(seed: seed ^ 0x5350)
+        let learned = tokens.count
+        while tokens.count < size {
+            let a = tokens[259 + Int(rng.next() % UInt64(learned - 259))]
+            let b = tokens[259 + Int(rng.next() % UInt64(learned - 259))]
+            add(a + b, 1, score)
+            score -= 1
+            if index[a + b] != tokens.count - 1 && tokens.count < size {
+                add("▁" + a + b + "\(tokens.count)", 1, score)  // keep the count moving on collisions
+            }
+        }
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ a: String, _ b: String) -> String {
+        split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
     }
 }

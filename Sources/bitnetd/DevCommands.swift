@@ -172,6 +172,9 @@ struct MakeModel: ParsableCommand {
     @Option(help: "tokenizer.ggml.pre to write (e.g. llama-bpe, falcon3); default: none.")
     var pre: String?
 
+    @Option(help: "Tokenizer model: gpt2 (byte-level BPE) or llama (SentencePiece, as 1bitLLM files).")
+    var tokenizer: String?
+
     @Option(help: "Layers.") var layers = 2
     @Option(help: "Embedding width.") var embd = 128
     @Option(help: "Attention heads.") var heads = 4
@@ -223,6 +226,10 @@ struct MakeModel: ParsableCommand {
         if bias && spec.architecture != "llama" { throw ValidationError("--bias is for --arch llama") }
         spec.biases = bias
         if let pre { spec.preTokenizer = pre }
+        if let t = tokenizer {
+            guard t == "gpt2" || t == "llama" else { throw ValidationError("--tokenizer must be gpt2 or llama") }
+            spec.tokenizerModel = t
+        }
         do {
             let t0 = monotonicMilliseconds()
             try ModelFactory.write(spec, to: out) { done, total in

@@ -156,7 +156,7 @@ struct Inspect: ParsableCommand {
                 let subs = m.layers.first?.attnSubNorm != nil ? ", sub-norms" : ", no sub-norms"
                 let biases = m.layers.first?.qBias != nil ? ", q/k/v/o biases" : ""
                 print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU-gated")\(subs)\(biases), \(hp.rope == .neox ? "NEOX" : "NORM") RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon), I2_S blocks of 128")
-                print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))")
+                print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))\(m.ignoredOutputWeight ? "; the file's output.weight is not used (the \(hp.graph.rawValue) graph always multiplies by token_embd, as bitnet.cpp)" : "")")
                 print("KV cache:      F16, \(m.kvCacheBytes(tokens: 1)) B/token (\(m.kvCacheBytes(tokens: 4096) >> 20) MiB at 4096)")
             }
             if let t = tokenizer {

@@ -84,11 +84,46 @@ def _ternary_bytes(kind, T, alpha):
     raise ValueError(kind)
 
 
+# general.file_type of the fork (spec §3.1): readers take tensor type 36 for I2_S in a file whose
+# architecture is not a BitNet one only with file_type 38/39/40.
+FILE_TYPES = {"i2_s": 40, "tq1_0": 36, "tq2_0": 37}
+
+
+def _vocab(model, n):
+    """Tokenizer metadata: "gpt2" — names t0…, the last one CONTROL; "llama" — a SentencePiece
+    layout (model-families §13.1): <unk>, <s>, </s>, the 256 byte tokens <0xHH>, then ▁t… pieces
+    with scores."""
+    if model != "llama":
+        return [("tokenizer.ggml.model", R.T_STRING, model),
+                ("tokenizer.ggml.tokens", R.T_ARRAY, (R.T_STRING, [f"t{i}" for i in range(n)])),
+                ("tokenizer.ggml.token_type", R.T_ARRAY, (R.T_INT32, [1] * (n - 1) + [3]))]
+    if n < 260:
+        raise ValueError("a SentencePiece vocabulary needs at least 260 tokens")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [2, 3, 3] + [6] * 256
+    tokens += [f"\u2581t{i}" for i in range(n - len(tokens))]
+    types += [1] * (n - len(types))
+    scores = [0.0] * 259 + [-float(i) for i in range(n - 259)]
+    return [("tokenizer.ggml.model", R.T_STRING, "llama"),
+            ("tokenizer.ggml.tokens", R.T_ARRAY, (R.T_STRING, tokens)),
+            ("tokenizer.ggml.scores", R.T_ARRAY, (R.T_FLOAT32, scores)),
+            ("tokenizer.ggml.token_type", R.T_ARRAY, (R.T_INT32, types)),
+            ("tokenizer.ggml.bos_token_id", R.T_UINT32, 1),
+            ("tokenizer.ggml.eos_token_id", R.T_UINT32, 2),
+            ("tokenizer.ggml.unknown_token_id", R.T_UINT32, 0)]
+
+
 def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv_heads=2, ff=256,
                       vocab=300, kind="i2_s", seed=0, hidden_activation=None, scale_tensors=False,
-                      context=256, embd_type="f16"):
+                      context=256, embd_type="f16", output_type=None, biases=False, sub_norms=None,
+                      tokenizer_model="gpt2", rope_base=10000.0):
+    """A random, well-conditioned model (ternary scale ≈ 1/√K). arch "llama" gets no sub-norms
+    (sub_norms=None: sub-norms for every other arch); output_type (f32/f16/bf16/q8_0) adds an
+    untied output.weight; biases adds blk.N.attn_{q,k,v,output}.bias (F32)."""
     rng = np.random.default_rng(seed)
     a = arch
+    if sub_norms is None:
+        sub_norms = arch != "llama"
     kvs = [
         ("general.architecture", R.T_STRING, arch),
         ("general.name", R.T_STRING, "reference-selftest"),
@@ -100,23 +135,27 @@ def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv
         (f"{a}.attention.head_count", R.T_UINT32, heads),
         (f"{a}.attention.head_count_kv", R.T_UINT32, kv_heads),
         (f"{a}.attention.layer_norm_rms_epsilon", R.T_FLOAT32, 1e-5),
-        (f"{a}.rope.freq_base", R.T_FLOAT32, 10000.0),
-        ("tokenizer.ggml.model", R.T_STRING, "gpt2"),
-        ("tokenizer.ggml.tokens", R.T_ARRAY, (R.T_STRING, [f"t{i}" for i in range(vocab)])),
-        ("tokenizer.ggml.token_type", R.T_ARRAY, (R.T_INT32, [1] * (vocab - 1) + [3])),
-    ]
+        (f"{a}.rope.freq_base", R.T_FLOAT32, rope_base),
+        (f"{a}.vocab_size", R.T_UINT32, vocab),
+        ("general.file_type", R.T_UINT32, FILE_TYPES[kind]),
+    ] + _vocab(tokenizer_model, vocab)
     if hidden_activation is not None:
         kvs.append((f"{a}.hidden_activation", R.T_STRING, hidden_activation))
     tensors = []
     emb = (rng.standard_normal((vocab, embd)) * 0.5).astype(np.float32)
     tensors.append(("token_embd.weight", (embd, vocab)) + encode_float(emb, embd_type))
+    if output_type is not None:
+        out = (rng.standard_normal((vocab, embd)) * 0.5).astype(np.float32)
+        tensors.append(("output.weight", (embd, vocab)) + encode_float(out, output_type))
     kvw = embd // heads * kv_heads
     shapes = {"attn_q": (embd, embd), "attn_k": (embd, kvw), "attn_v": (embd, kvw),
               "attn_output": (embd, embd), "ffn_gate": (embd, ff), "ffn_up": (embd, ff),
               "ffn_down": (ff, embd)}
+    norms = [("attn_norm", embd), ("ffn_norm", embd)]
+    if sub_norms:
+        norms += [("attn_sub_norm", embd), ("ffn_sub_norm", ff)]
     for L in range(layers):
-        for nm, width in (("attn_norm", embd), ("attn_sub_norm", embd), ("ffn_norm", embd),
-                          ("ffn_sub_norm", ff)):
+        for nm, width in norms:
             w = (1.0 + 0.1 * rng.standard_normal(width)).astype(np.float32)
             tensors.append((f"blk.{L}.{nm}.weight", (width,), R.GGML_F32, w.tobytes()))
         for nm, (K, M) in shapes.items():
@@ -127,6 +166,9 @@ def make_random_model(path, arch="bitnet-b1.58", layers=2, embd=128, heads=4, kv
             if scale_tensors:
                 sc = np.array([1.0 + 0.25 * rng.standard_normal()], np.float32)
                 tensors.append((f"blk.{L}.{nm}.scale", (1,), R.GGML_F32, sc.tobytes()))
+            if biases and nm in R.ATTN_LINEARS:
+                b = (0.2 * rng.standard_normal(M)).astype(np.float32)
+                tensors.append((f"blk.{L}.{nm}.bias", (M,), R.GGML_F32, b.tobytes()))
     tensors.append(("output_norm.weight", (embd,), R.GGML_F32,
                     (1.0 + 0.1 * rng.standard_normal(embd)).astype(np.float32).tobytes()))
     write_gguf(path, kvs, tensors)

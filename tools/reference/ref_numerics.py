@@ -1,8 +1,8 @@
 """Float numerics of the NumPy reference forward pass (part of tools/reference/bitnet_ref.py;
-written from /work/shared/spec/bitnet-gguf.md only, no code shared with the Swift engine):
-RMSNorm (spec §4.2), NEOX RoPE (§4.3), causal GQA attention, FFN activation and LM head with the
-storage precision of §4.7 (F16 q, F16 probabilities on 1-token steps, F16-rounded final vector
-before the F16 LM head).
+written from /work/shared/spec/bitnet-gguf.md and model-families.md only, no code shared with the
+Swift engine): RMSNorm (spec §4.2), NEOX RoPE (§4.3), NORM RoPE (model-families §2.2, the `llama`
+graph), causal GQA attention, FFN activation and LM head with the storage precision of §4.7 (F16 q,
+F16 probabilities on 1-token steps, F16-rounded final vector before the F16 LM head).
 
 Float details the spec leaves open, fixed here (choices documented at each function):
   * RMSNorm: Σx² in float64, then the float32 expression 1.0f/sqrtf((float)mean + eps) (§4.2);
@@ -127,24 +127,56 @@ def rope_theta_scale(base: float, n_rot: int) -> np.float32:
     return F32(float(F32(base)) ** float(e))
 
 
-def rope_neox(x: np.ndarray, positions, n_heads: int, head_dim: int, n_rot: int, base: float) -> np.ndarray:
-    """NEOX RoPE (pairs i, i + n_rot/2) on each head; iterated float32 theta (spec §4.3)."""
-    x = np.asarray(x, F32)
-    n = x.shape[0]
+def _rope_cos_sin(positions, n_rot: int, base: float):
+    """float32 cos/sin [n, n_rot/2] of θ_i = pos·theta_scale^i, the angle of rotation pair i:
+    θ_0 = pos, θ_{i+1} = θ_i · theta_scale iterated in float32 (spec §4.3; ggml's rope cache
+    computes the angles the same way for every rope mode)."""
+    pos = np.asarray(positions, F32).reshape(-1)
     half = n_rot // 2
     theta_scale = rope_theta_scale(base, n_rot)
-    theta = np.empty((n, half), F32)
-    theta[:, 0] = np.asarray(positions, F32)
+    theta = np.empty((pos.size, half), F32)
+    theta[:, 0] = pos
     for i in range(1, half):
         theta[:, i] = theta[:, i - 1] * theta_scale
     cos, sin = _cos_sin_f32(theta)
-    cos, sin = cos[:, None, :], sin[:, None, :]
+    return cos[:, None, :], sin[:, None, :]
+
+
+def rope_neox(x: np.ndarray, positions, n_heads: int, head_dim: int, n_rot: int, base: float) -> np.ndarray:
+    """NEOX RoPE (rotate-half; `bitnet`, `bitnet-b1.58`, `bitnet-25`): on each head the pairs
+    (i, i + n_rot/2), i < n_rot/2, rotated by θ_i (spec §4.3); dims ≥ n_rot untouched.
+    x: float32 [n, n_heads·head_dim]."""
+    x = np.asarray(x, F32)
+    n = x.shape[0]
+    half = n_rot // 2
+    cos, sin = _rope_cos_sin(positions, n_rot, base)
     xr = x.reshape(n, n_heads, head_dim).copy()
     x0 = xr[:, :, :half].copy()
     x1 = xr[:, :, half:n_rot].copy()
     xr[:, :, :half] = x0 * cos - x1 * sin
     xr[:, :, half:n_rot] = x0 * sin + x1 * cos
     return xr.reshape(n, n_heads * head_dim)
+
+
+def rope_norm(x: np.ndarray, positions, n_heads: int, head_dim: int, n_rot: int, base: float) -> np.ndarray:
+    """NORM RoPE (ggml rope mode 0; the `llama` graph, model-families §2.2): on each head the
+    adjacent pairs (2i, 2i + 1), i < n_rot/2, rotated by the same θ_i = pos·base^(−2i/n_rot) as
+    rope_neox (x'[2i] = x[2i]·cos − x[2i+1]·sin, x'[2i+1] = x[2i]·sin + x[2i+1]·cos, float32, no
+    FMA); dims ≥ n_rot untouched. The llama converter permutes the Q/K rows of each head from
+    rotate-half order to this interleaved order (model-families §2.1), so
+    rope_norm(P·x) = P·rope_neox(x) for that permutation P. x: float32 [n, n_heads·head_dim]."""
+    x = np.asarray(x, F32)
+    n = x.shape[0]
+    cos, sin = _rope_cos_sin(positions, n_rot, base)
+    xr = x.reshape(n, n_heads, head_dim).copy()
+    x0 = xr[:, :, 0:n_rot:2].copy()
+    x1 = xr[:, :, 1:n_rot:2].copy()
+    xr[:, :, 0:n_rot:2] = x0 * cos - x1 * sin
+    xr[:, :, 1:n_rot:2] = x0 * sin + x1 * cos
+    return xr.reshape(n, n_heads * head_dim)
+
+
+ROPE_FUNCS = {"neox": rope_neox, "norm": rope_norm}
 
 
 def attention(q: np.ndarray, kcache: np.ndarray, vcache: np.ndarray, positions, n_head: int,

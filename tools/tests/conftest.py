@@ -1,12 +1,17 @@
-"""Shared fixtures for the reference-vs-engine tests (tools/tests).
+"""Shared fixtures for the reference-vs-engine tests (tools/tests), and a Mosquitto broker for the
+tests that run the daemon (the demo model's and bitnetd-train's).
 
 The engine binary is $BITNETD_BIN or /work/main/.build/release/bitnetd (relative to this repo:
 .build/release/bitnetd). Engine tests FAIL (never skip) when it is missing.
 """
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -22,9 +27,10 @@ def engine_binary():
     return os.environ.get("BITNETD_BIN") or os.path.join(REPO, ".build", "release", "bitnetd")
 
 
-def run_engine(args, timeout=600, kernel=None):
+def run_engine(args, timeout=600, kernel=None, ok_exit=(0,)):
     """Runs the engine; kernel: None = the engine's default kernel path (BITNETD_KERNEL removed from
-    the environment), else the value for BITNETD_KERNEL (e.g. "scalar")."""
+    the environment), else the value for BITNETD_KERNEL (e.g. "scalar"). Fails the test unless the
+    exit status is in ok_exit."""
     exe = engine_binary()
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         pytest.fail(f"engine binary not found or not executable: {exe} "
@@ -35,7 +41,7 @@ def run_engine(args, timeout=600, kernel=None):
     if kernel:
         env["BITNETD_KERNEL"] = kernel
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if p.returncode != 0:
+    if p.returncode not in ok_exit:
         pytest.fail(f"engine command failed (exit {p.returncode}): "
                     f"{'BITNETD_KERNEL=' + kernel + ' ' if kernel else ''}{' '.join(cmd)}\n"
                     f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}", pytrace=False)
@@ -54,6 +60,10 @@ def make_model_args(cfg, out):
         a += ["--embd-type", cfg["embd_type"]]
     if cfg.get("context"):
         a += ["--context", cfg["context"]]
+    if cfg.get("output_type"):
+        a += ["--output-type", cfg["output_type"]]
+    if cfg.get("bias"):
+        a += ["--bias"]
     return a
 
 
@@ -86,12 +96,16 @@ def engine_models(tmp_path_factory):
     return EngineModels(tmp_path_factory)
 
 
-def engine_logits(model_path, ids, prompt_len, out_dir, dump_dir=None, n_vocab=None, kernel=None):
+def engine_logits(model_path, ids, prompt_len, out_dir, dump_dir=None, n_vocab=None, kernel=None,
+                  graph=None):
+    """graph: None = the engine's own choice, else the value for `--graph`."""
     out = os.path.join(out_dir, "logits.bin")
     args = ["logits", "--model", model_path, "--token-ids", ",".join(map(str, ids)),
             "--out", out, "--prompt-len", prompt_len]
     if dump_dir is not None:
         args += ["--dump-stages", dump_dir]
+    if graph is not None:
+        args += ["--graph", graph]
     run_engine(args, kernel=kernel)
     a = np.fromfile(out, dtype="<f4")
     if n_vocab is not None:
@@ -113,3 +127,47 @@ def normal_token_ids(model):
         if k.startswith("tokenizer.ggml.") and k.endswith("_token_id") and isinstance(v, int) and v < V:
             ok[v] = False
     return np.nonzero(ok)[0]
+
+
+# ------------------------------------------------------------------------ a real broker
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}", pytrace=False)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{what} does not listen on 127.0.0.1:{port}", pytrace=False)
+
+
+@pytest.fixture
+def broker():
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe) or not shutil.which("mosquitto_pub"):
+        pytest.fail("mosquitto and mosquitto-clients are needed (scripts/setup installs them)",
+                    pytrace=False)
+    d = tempfile.mkdtemp(prefix="bitnetd-test-broker-")
+    port = free_port()
+    conf = os.path.join(d, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    log = open(os.path.join(d, "mosquitto.log"), "w")
+    p = subprocess.Popen([exe, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, p, "mosquitto")
+        yield port, d
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)

@@ -12,10 +12,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -124,48 +121,7 @@ def test_decide_cli_accuracy():
 
 
 # ------------------------------------------------------------------------ daemon + real broker
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}", pytrace=False)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"{what} does not listen on 127.0.0.1:{port}", pytrace=False)
-
-
-@pytest.fixture
-def broker():
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(exe) or not shutil.which("mosquitto_pub"):
-        pytest.fail("mosquitto and mosquitto-clients are needed (scripts/setup installs them)",
-                    pytrace=False)
-    d = tempfile.mkdtemp(prefix="bitnetd-demo-test-")
-    port = free_port()
-    conf = os.path.join(d, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    log = open(os.path.join(d, "mosquitto.log"), "w")
-    p = subprocess.Popen([exe, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, p, "mosquitto")
-        yield port, d
-    finally:
-        p.terminate()
-        p.wait(timeout=10)
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
-
+# (the `broker` fixture is in conftest.py)
 
 def test_daemon_accuracy_through_broker(broker):
     exe = bin_or_fail()

@@ -7,18 +7,25 @@
   both process prompt + those 32 ids (prompt as one batch, the rest one at a time) and must satisfy
   max|Δlogit| ≤ 1e-3 · max|logit| at every position, and the same argmax wherever the reference's
   top1−top2 margin exceeds twice that tolerance.
+* Graph: the graph `bitnetd inspect --json` names is the one the reference picks from the file.
+
+Every graph is covered: `bitnet-b1.58` (archs bitnet-b1.58, bitnet-25), `bitnet` and `llama`
+(SwiGLU, no sub-norms, NORM RoPE, GQA, tied or untied head, with and without attention biases; the
+stage checks follow the graph the reference picked, e.g. ffn_down reads ffn_act in llama).
 
 Each model is generated with `bitnetd dev make-model` into a temporary directory.
 Run: python3 -m pytest tools/tests -q
 """
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 import bitnet_ref as R
-from conftest import engine_logits, normal_token_ids
+import gguf_writer as W
+from conftest import engine_logits, normal_token_ids, run_engine
 
 STAGE_RTOL = 1e-5
 E2E_RTOL = 1e-3
@@ -59,6 +66,24 @@ MODELS = {
     "b158-tq2-embd-q6_k-d256-h4kv2": dict(arch="bitnet-b1.58", layers=3, embd=256, heads=4,
                                           kv_heads=2, ff=512, vocab=512, type="tq2_0", seed=19,
                                           embd_type="q6_k"),
+    # an output.weight in a bitnet-b1.58 file is ignored: the head is token_embd (model-families
+    # §3.3 and §10 rule 2)
+    "b158-i2s-output-ignored-d128-h4kv2": dict(arch="bitnet-b1.58", layers=2, embd=128, heads=4,
+                                               kv_heads=2, ff=256, vocab=300, type="i2_s", seed=20,
+                                               output_type="f16"),
+    # llama graph (Llama3-8B-1.58, Falcon3, Falcon-E; model-families §2.2): SwiGLU, no sub-norms,
+    # NORM RoPE; tied (token_embd) or untied (output.weight) head, optional attention biases
+    "llama-i2s-tied-d256-h8kv2": dict(arch="llama", layers=3, embd=256, heads=8, kv_heads=2,
+                                      ff=512, vocab=320, type="i2_s", seed=31),
+    # head_dim 256 as in Falcon3
+    "llama-i2s-untied-bias-d512-h2kv1": dict(arch="llama", layers=2, embd=512, heads=2, kv_heads=1,
+                                             ff=768, vocab=300, type="i2_s", seed=32,
+                                             output_type="f16", bias=True),
+    "llama-tq2-tied-bias-d256-h4kv2": dict(arch="llama", layers=3, embd=256, heads=4, kv_heads=2,
+                                           ff=512, vocab=350, type="tq2_0", seed=33, bias=True),
+    "llama-tq1-untied-q6_k-d256-h4kv1": dict(arch="llama", layers=3, embd=256, heads=4, kv_heads=1,
+                                             ff=512, vocab=300, type="tq1_0", seed=34,
+                                             output_type="q6_k"),
 }
 I2S_MODELS = [k for k, v in MODELS.items() if v["type"] == "i2_s"]
 STAGE_PROMPT_LENS = [1, 16]
@@ -143,7 +168,10 @@ def dumps(engine_models, tmp_path_factory):
 
 
 def expected_manifest(m: R.BitNetModel, n):
+    """Stage names, types and shapes of a prompt batch of n tokens; the sub-norm stages only in
+    graphs with sub-norms. A projection's stage holds its BitLinear output before the bias."""
     d, F, H, Hkv, D, V = m.n_embd, m.n_ff, m.n_head, m.n_head_kv, m.head_dim, m.n_vocab
+    sub = m.spec.sub_norms
     out = {}
     rows = {"attn_q": H * D, "attn_k": Hkv * D, "attn_v": Hkv * D, "attn_output": d,
             "ffn_gate": F, "ffn_up": F, "ffn_down": d}
@@ -158,7 +186,8 @@ def expected_manifest(m: R.BitNetModel, n):
         out[p + "q_rope"] = ("f32", n, H * D)
         out[p + "k_rope"] = ("f32", n, Hkv * D)
         out[p + "attn"] = ("f32", n, H * D)
-        out[p + "attn_sub_norm"] = ("f32", n, d)
+        if sub:
+            out[p + "attn_sub_norm"] = ("f32", n, d)
         for nm in ("attn_output",):
             if m.weight_kind == "i2_s":
                 out[p + nm + ".dot"] = ("i32", n, d)
@@ -170,7 +199,8 @@ def expected_manifest(m: R.BitNetModel, n):
                 out[p + nm + ".dot"] = ("i32", n, F)
             out[p + nm] = ("f32", n, F)
         out[p + "ffn_act"] = ("f32", n, F)
-        out[p + "ffn_sub_norm"] = ("f32", n, F)
+        if sub:
+            out[p + "ffn_sub_norm"] = ("f32", n, F)
         if m.weight_kind == "i2_s":
             out[p + "ffn_down.dot"] = ("i32", n, d)
         out[p + "ffn_down"] = ("f32", n, d)
@@ -223,13 +253,20 @@ def _check_stage(kind, m: R.BitNetModel, ids, E, logits_file):
         return errs
 
     last = m.n_layer - 1
+    sub = m.spec.sub_norms
+    # the input stage of each group of projections in this graph
+    inputs = (("attn_norm", ("attn_q", "attn_k", "attn_v")),
+              ("attn_sub_norm" if sub else "attn", ("attn_output",)),
+              ("ffn_norm", ("ffn_gate", "ffn_up")),
+              ("ffn_sub_norm" if sub else "ffn_act", ("ffn_down",)))
     for L, layer in enumerate(m.layers):
         p = f"l{L}."
         if kind == "rmsnorm":
-            for src, dst, w in (("in", "attn_norm", layer.attn_norm),
-                                ("attn", "attn_sub_norm", layer.attn_sub_norm),
-                                ("ffn_in", "ffn_norm", layer.ffn_norm),
-                                ("ffn_act", "ffn_sub_norm", layer.ffn_sub_norm)):
+            norms = [("in", "attn_norm", layer.attn_norm), ("ffn_in", "ffn_norm", layer.ffn_norm)]
+            if sub:
+                norms += [("attn", "attn_sub_norm", layer.attn_sub_norm),
+                          ("ffn_act", "ffn_sub_norm", layer.ffn_sub_norm)]
+            for src, dst, w in norms:
                 x = need(p + src)
                 if x is not None:
                     cmp(p + dst, R.rmsnorm(x, w, m.eps))
@@ -238,10 +275,7 @@ def _check_stage(kind, m: R.BitNetModel, ids, E, logits_file):
                 if a is not None and b is not None:
                     cmp("out_norm", R.rmsnorm(a + b, m.output_norm, m.eps))
         elif kind == "bitlinear":
-            for src, nms in (("attn_norm", ("attn_q", "attn_k", "attn_v")),
-                             ("attn_sub_norm", ("attn_output",)),
-                             ("ffn_norm", ("ffn_gate", "ffn_up")),
-                             ("ffn_sub_norm", ("ffn_down",))):
+            for src, nms in inputs:
                 x = need(p + src)
                 if x is None:
                     continue
@@ -260,12 +294,13 @@ def _check_stage(kind, m: R.BitNetModel, ids, E, logits_file):
         elif kind == "rope":
             q, k = need(p + "attn_q"), need(p + "attn_k")
             if q is not None:
-                cmp(p + "q_rope", R.rope_neox(q, pos, m.n_head, m.head_dim, m.n_rot, m.rope_base))
+                cmp(p + "q_rope", m.rope(m.add_bias(layer, "attn_q", q), pos, m.n_head))
             if k is not None:
-                cmp(p + "k_rope", R.rope_neox(k, pos, m.n_head_kv, m.head_dim, m.n_rot, m.rope_base))
+                cmp(p + "k_rope", m.rope(m.add_bias(layer, "attn_k", k), pos, m.n_head_kv))
         elif kind == "attention":
             q, k, v = need(p + "q_rope"), need(p + "k_rope"), need(p + "attn_v")
             if q is not None and k is not None and v is not None:
+                v = m.add_bias(layer, "attn_v", v)
                 ref = R.attention(q, k.astype(np.float16), v.astype(np.float16), pos, m.n_head,
                                   m.n_head_kv, m.head_dim, single_token=(n == 1))
                 cmp(p + "attn", ref)
@@ -276,7 +311,7 @@ def _check_stage(kind, m: R.BitNetModel, ids, E, logits_file):
         elif kind == "residual":
             a, b = need(p + "in"), need(p + "attn_output")
             if a is not None and b is not None:
-                cmp(p + "ffn_in", a + b)
+                cmp(p + "ffn_in", a + m.add_bias(layer, "attn_output", b))
             if L < last:
                 a, b = need(p + "ffn_in"), need(p + "ffn_down")
                 if a is not None and b is not None:
@@ -311,6 +346,68 @@ def test_stage_i2s_dots_present(dumps, name, plen):
 
 
 # ----------------------------------------------------------------------------------------------
+# Graph selection
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_engine_picks_same_graph(engine_models, name):
+    cfg = MODELS[name]
+    path = engine_models.path(name, cfg)
+    m = engine_models.ref(name, cfg)
+    info = json.loads(run_engine(["inspect", path, "--json"]).stdout)
+    got = (info.get("graph") or {}).get("name")
+    assert got == m.graph, (f"[{name}] engine runs graph {got!r} "
+                            f"({(info.get('graph') or {}).get('reason')!r}); the reference picks "
+                            f"{m.graph!r} ({m.graph_reason})")
+
+
+# Files the generator cannot write (SentencePiece vocabulary; 24/26 layers) for model-families §10
+# rule 1, written with the reference's own writer: (arch, layers, heads, kv heads, tokenizer model).
+DISPATCH_CASES = {
+    "b158-spm-24-mha": ("bitnet-b1.58", 24, 2, 2, "llama"),     # 1bitLLM large, 2026 converter
+    "b158-spm-26-mha": ("bitnet-b1.58", 26, 2, 2, "llama"),     # 1bitLLM 3B, 2026 converter
+    "b158-spm-24-gqa": ("bitnet-b1.58", 24, 2, 1, "llama"),
+    "b158-spm-25-mha": ("bitnet-b1.58", 25, 2, 2, "llama"),
+    "b158-gpt2-24-mha": ("bitnet-b1.58", 24, 2, 2, "gpt2"),
+    "b25-spm-24-mha": ("bitnet-25", 24, 2, 2, "llama"),
+    "bitnet-gpt2-2-gqa": ("bitnet", 2, 2, 1, "gpt2"),
+    "llama-spm-24-mha": ("llama", 24, 2, 2, "llama"),
+}
+_DISPATCH_FILES = {}
+
+
+def dispatch_file(tmp_path_factory, case):
+    if case not in _DISPATCH_FILES:
+        arch, layers, heads, kv, tok = DISPATCH_CASES[case]
+        p = str(tmp_path_factory.mktemp("dispatch-" + case) / "model.gguf")
+        W.make_random_model(p, arch=arch, layers=layers, embd=128, heads=heads, kv_heads=kv, ff=128,
+                            vocab=300, tokenizer_model=tok, seed=40)
+        _DISPATCH_FILES[case] = p
+    return _DISPATCH_FILES[case]
+
+
+@pytest.mark.parametrize("case", list(DISPATCH_CASES))
+def test_engine_graph_dispatch(tmp_path_factory, case):
+    path = dispatch_file(tmp_path_factory, case)
+    want, why = R.select_graph(R.GGUFFile(path))
+    # exit 1 = a file the engine cannot run (e.g. its tokenizer); the graph is reported regardless
+    info = json.loads(run_engine(["inspect", path, "--json"], ok_exit=(0, 1)).stdout)
+    got = (info.get("graph") or {}).get("name")
+    assert got == want, (f"[{case}: {DISPATCH_CASES[case]}] engine runs graph {got!r} "
+                         f"({(info.get('graph') or {}).get('reason')!r}); the reference picks "
+                         f"{want!r} ({why})")
+
+
+@pytest.mark.parametrize("kernel", E2E_KERNELS)
+def test_end_to_end_1bitllm_dispatch(tmp_path_factory, tmp_path, kernel):
+    """A bitnet-b1.58 file of a converted 1bitLLM model runs the bitnet graph (SiLU) untold."""
+    path = dispatch_file(tmp_path_factory, "b158-spm-24-mha")
+    m = R.BitNetModel(path)
+    assert m.graph == "bitnet" and m.act == "silu"
+    _end_to_end(m, path, "b158-spm-24-mha", 4, kernel, tmp_path, n_greedy=8)
+
+
+# ----------------------------------------------------------------------------------------------
 # End to end
 # ----------------------------------------------------------------------------------------------
 
@@ -319,14 +416,33 @@ def test_stage_i2s_dots_present(dumps, name, plen):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_end_to_end(engine_models, tmp_path, name, plen, kernel):
     cfg = MODELS[name]
+    _end_to_end(engine_models.ref(name, cfg), engine_models.path(name, cfg), name, plen, kernel,
+                tmp_path)
+
+
+# A file run by a graph other than the one its metadata selects (`--graph` / graph=): the 1bitLLM
+# case (a bitnet-b1.58 file that needs SiLU) and the opposite.
+GRAPH_OVERRIDES = [("b158-i2s-d128-h4kv1", "bitnet"),
+                   ("bitnet-silu-scales-i2s-d256-h8kv2", "bitnet-b1.58")]
+
+
+@pytest.mark.parametrize("kernel", E2E_KERNELS)
+@pytest.mark.parametrize("name,graph", GRAPH_OVERRIDES)
+def test_end_to_end_graph_override(engine_models, tmp_path, name, graph, kernel):
+    cfg = MODELS[name]
     path = engine_models.path(name, cfg)
-    m = engine_models.ref(name, cfg)
+    m = R.BitNetModel(path, graph=graph)
+    assert m.graph == graph != engine_models.ref(name, cfg).graph
+    _end_to_end(m, path, name, E2E_PROMPT_LENS[-1], kernel, tmp_path, graph=graph)
+
+
+def _end_to_end(m, path, name, plen, kernel, tmp_path, graph=None, n_greedy=N_GREEDY):
     prompt = random_prompt(m, name + "-e2e", plen)
-    gen = m.greedy(prompt, N_GREEDY)
+    gen = m.greedy(prompt, n_greedy)
     ids = prompt + gen
     ref = m.logits(ids, prompt_len=plen)
     kern = None if kernel == "default" else kernel
-    got = engine_logits(path, ids, plen, str(tmp_path), n_vocab=m.n_vocab, kernel=kern)
+    got = engine_logits(path, ids, plen, str(tmp_path), n_vocab=m.n_vocab, kernel=kern, graph=graph)
     errs = []
     worst = 0.0
     for i in range(len(ids)):
@@ -348,12 +464,13 @@ def test_end_to_end(engine_models, tmp_path, name, plen, kernel):
             errs.append(f"pos {i}: argmax engine {int(np.argmax(g))} vs reference {int(top[0])} "
                         f"(reference margin {margin:.4g} > 2·tol {2 * tol:.4g})")
     if errs:
-        errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path, kern))
-    assert not errs, (f"[{name}, kernel {kernel}, prompt {plen} + {N_GREEDY} greedy, worst {worst:.2e}·max|logit|]\n  "
+        errs.append(_divergence_report(m, path, ids, plen, ref, got, tmp_path, kern, graph))
+    assert not errs, (f"[{name}, graph {m.graph}, kernel {kernel}, prompt {plen} + {n_greedy} greedy, "
+                      f"worst {worst:.2e}·max|logit|]\n  "
                       + "\n  ".join(errs if len(errs) <= 41 else errs[:40] + ["..."] + errs[-1:]))
 
 
-def _divergence_report(m, path, ids, plen, ref, got, tmp_path, kernel):
+def _divergence_report(m, path, ids, plen, ref, got, tmp_path, kernel, graph=None):
     """Diagnostics for a failing end-to-end test: first position whose logits differ at all, and
     the first stage of the prompt batch where the engine's own dump departs from the reference's
     forward pass (chained, not identical inputs) by more than the stage tolerance."""
@@ -364,7 +481,8 @@ def _divergence_report(m, path, ids, plen, ref, got, tmp_path, kernel):
              f"rel. max|Δ| per position: " + " ".join(f"{v:.0e}" for v in rel)]
     d = tmp_path / "diag"
     d.mkdir(exist_ok=True)
-    engine_logits(path, ids[:plen], plen, str(d), dump_dir=str(d / "stages"), kernel=kernel)
+    engine_logits(path, ids[:plen], plen, str(d), dump_dir=str(d / "stages"), kernel=kernel,
+                  graph=graph)
     E = R.read_stages(str(d / "stages"))
     mine = m.stages(ids[:plen])
     for k, v in mine.items():
