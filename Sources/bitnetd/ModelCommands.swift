@@ -160,7 +160,7 @@ struct Inspect: ParsableCommand {
                 print("KV cache:      F16, \(m.kvCacheBytes(tokens: 1)) B/token (\(m.kvCacheBytes(tokens: 4096) >> 20) MiB at 4096)")
             }
             if let t = tokenizer {
-                print("tokenizer:     byte-level BPE, \(t.vocabularySize) tokens, pre-tokenizer \(t.preTokenizer.rawValue)\(file.metadata["tokenizer.ggml.pre"] == nil ? " (no tokenizer.ggml.pre: using the trained Llama-3 pattern)" : ""), BOS \(t.bos.map { "\($0)" } ?? "-")\(t.addBOS ? " (added)" : ""), EOG \(t.endOfGeneration.sorted())")
+                print("tokenizer:     \(t.model == .spm ? "SentencePiece (space prefix \(t.addSpacePrefix ? "on" : "off"), byte fallback)" : "byte-level BPE"), \(t.vocabularySize) tokens\(t.model == .spm ? "" : ", pre-tokenizer " + t.preTokenizer.rawValue)\(file.metadata["tokenizer.ggml.pre"] == nil ? " (no tokenizer.ggml.pre: using the trained Llama-3 pattern)" : ""), BOS \(t.bos.map { "\($0)" } ?? "-")\(t.addBOS ? " (added)" : ""), EOG \(t.endOfGeneration.sorted())")
             }
             print("kernel path:   \(kernel) (available: \(KernelSet.availablePaths.joined(separator: ", ")))")
             if problems.isEmpty {
