@@ -1,10 +1,62 @@
-/// The trained chat format (spec §5.3): `System: …<|eot_id|>User: …<|eot_id|>Assistant: `.
-public enum ChatFormat {
+/// Chat formats, chosen from the file's `tokenizer.chat_template` the way llama.cpp classifies a
+/// template (substring rules, in llama.cpp's order), so `--chat` and generate routes speak each
+/// model's own format. The real templates of Llama3-8B-1.58 and Falcon3/Falcon-E are unverified
+/// here (spec model-families §15): the rules are tested on template strings written from the spec.
+public enum ChatFormat: String, Sendable, CaseIterable {
+    /// BitNet b1.58 2B4T (spec §5.3): `System: …<|eot_id|>User: …<|eot_id|>Assistant: `.
+    case bitnet
+    /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` … then the assistant header.
+    case llama3
+    /// Falcon3 (and Falcon-E via its template text): `<|role|>\ncontent\n` … then `<|assistant|>\n`.
+    case falcon3
+    /// `<|im_start|>role\ncontent<|im_end|>\n` … then `<|im_start|>assistant\n`.
+    case chatml
+    /// `<|role|>\ncontent<|end|>\n` … then `<|assistant|>\n`.
+    case phi3
+
+    /// The format a template selects; nil for a template none of the rules recognise. No
+    /// template at all is the 2B4T format (the published file's own).
+    public static func detect(template: String?) -> ChatFormat? {
+        guard let t = template, !t.isEmpty else { return .bitnet }
+        if ChatFormat(rawValue: t) != nil { return ChatFormat(rawValue: t) }  // a name, as llama.cpp accepts
+        if t.contains("<|im_start|>") { return .chatml }
+        if t.contains("<|start_header_id|>") && t.contains("<|end_header_id|>") { return .llama3 }
+        if t.contains("BITNETAssistant") || (t.contains("Assistant: ") && t.contains("<|eot_id|>")) { return .bitnet }
+        if t.contains("<|assistant|>") && t.contains("<|end|>") { return .phi3 }
+        if t.contains("<|assistant|>") && t.contains("<|user|>") { return .falcon3 }
+        return nil
+    }
+
+    public func render(user: String, system: String? = nil) -> String {
+        let u = Self.trim(user)
+        let sys = system.map(Self.trim).flatMap { $0.isEmpty ? nil : $0 }
+        switch self {
+        case .bitnet:
+            var s = "<|begin_of_text|>"
+            if let sys { s += "System: " + sys + "<|eot_id|>" }
+            return s + "User: " + u + "<|eot_id|>Assistant: "
+        case .llama3:
+            var s = ""
+            if let sys { s += "<|start_header_id|>system<|end_header_id|>\n\n" + sys + "<|eot_id|>" }
+            return s + "<|start_header_id|>user<|end_header_id|>\n\n" + u + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        case .falcon3:
+            var s = ""
+            if let sys { s += "<|system|>\n" + sys + "\n" }
+            return s + "<|user|>\n" + u + "\n<|assistant|>\n"
+        case .chatml:
+            var s = ""
+            if let sys { s += "<|im_start|>system\n" + sys + "<|im_end|>\n" }
+            return s + "<|im_start|>user\n" + u + "<|im_end|>\n<|im_start|>assistant\n"
+        case .phi3:
+            var s = ""
+            if let sys { s += "<|system|>\n" + sys + "<|end|>\n" }
+            return s + "<|user|>\n" + u + "<|end|>\n<|assistant|>\n"
+        }
+    }
+
+    /// The 2B4T format (kept for callers that do not look at a file).
     public static func render(user: String, system: String? = nil) -> String {
-        var s = "<|begin_of_text|>"
-        if let system, !system.isEmpty { s += "System: " + trim(system) + "<|eot_id|>" }
-        s += "User: " + trim(user) + "<|eot_id|>Assistant: "
-        return s
+        ChatFormat.bitnet.render(user: user, system: system)
     }
 
     static func trim(_ s: String) -> String {

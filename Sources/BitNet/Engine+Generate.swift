@@ -9,7 +9,13 @@ import Platform
 /// Free text generation with sampling and stop strings.
 extension Engine {
     public func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult {
-        let text = options.chat ? ChatFormat.render(user: prompt, system: options.system) : prompt
+        var text = prompt
+        if options.chat {
+            guard let format = chatFormat else {
+                throw RequestError("the file's chat template (tokenizer.chat_template) is none bitnetd recognises (\(ChatFormat.allCases.map(\.rawValue).joined(separator: ", "))); write the prompt in the model's format without --chat")
+            }
+            text = format.render(user: prompt, system: options.system)
+        }
         let ids = tokenizer.encode(text)
         guard !ids.isEmpty else { throw RequestError("the prompt is empty") }
         guard ids.count < context.contextLength else {

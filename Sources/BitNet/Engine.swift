@@ -22,6 +22,9 @@ public final class Engine: @unchecked Sendable {
     public var modelFileBytes: Int { model.file.fileSize }
     public var contextLength: Int { context.contextLength }
     public var threads: Int { context.pool.threadCount }
+    /// The chat format of the file's `tokenizer.chat_template` (nil: not one bitnetd knows).
+    public var chatFormat: ChatFormat? { ChatFormat.detect(template: model.file.metadata["tokenizer.chat_template"]?.string) }
+
     /// The vocabulary arranged for schema-constrained generation, built on first use (or by
     /// `prepareConstrainedDecoding()` at start-up when a route needs it).
     public private(set) lazy var constrainedVocabulary = ConstrainedVocabulary(tokenizer: tokenizer)

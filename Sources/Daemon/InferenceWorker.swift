@@ -156,6 +156,7 @@ public final class InferenceWorker: @unchecked Sendable {
                 options.maxTokens = route.maxTokens
                 options.temperature = route.temperature
                 options.schema = route.schema
+                options.chat = route.chat
                 let r: GenerateResult
                 do {
                     r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
@@ -195,6 +196,7 @@ public final class InferenceWorker: @unchecked Sendable {
                 options.maxTokens = route.maxTokens
                 options.temperature = route.temperature
                 options.stop = route.stop
+                options.chat = route.chat
                 let r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
                 if r.stopReason == .cancelled {
                     publisher.fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))

@@ -220,7 +220,7 @@ extension BitnetdConfig {
     static let routeKeys = [
         "name", "topic", "shared_group", "qos", "input", "prompt", "task", "labels", "min_confidence",
         "max_tokens", "temperature", "stop", "output", "error_topic", "response_topics", "window", "debounce",
-        "model", "schema",
+        "model", "schema", "chat",
     ]
 
     static func decodeRoute(_ node: ConfigNode, path: String, mqtt: MQTTConfig, diagnostics context: ConfigDiagnostics) -> RouteConfig? {
@@ -333,6 +333,11 @@ extension BitnetdConfig {
                           "max_tokens \(r.int("max_tokens", default: 64, range: 1...32768)) is below the schema's shortest output, \(s.minimumBytes) bytes (a token per byte at worst)\(r.has("max_tokens") ? "" : " (64 is the default)")")
         }
 
+        let chat = r.bool("chat", default: false)
+        if r.has("chat") && task == .decide {
+            context.error(r.keyMarkOf("chat"), r.keyPath("chat"), "chat is used by task: generate and extract")
+        }
+
         let o = r.map("output", known: schemaKeys["routes.output"]!)
         var output = Template(parts: [.text(mqtt.topicPrefix + "/decision/"), .route], source: mqtt.topicPrefix + "/decision/{{route}}")
         if let t = o.string("topic") {
@@ -408,7 +413,7 @@ extension BitnetdConfig {
             retain: o.bool("retain", default: false),
             errorTopic: errorTopic, responseTopics: responseTopics,
             window: window, debounce: debounce,
-            model: routeModel, modelMark: routeModel == nil ? nil : r.markOf("model"), schema: schema,
+            model: routeModel, modelMark: routeModel == nil ? nil : r.markOf("model"), schema: schema, chat: chat,
             mark: node.mark
         )
     }

@@ -215,6 +215,9 @@ public struct RouteConfig: Sendable, Equatable {
     public var modelMark: Mark? = nil
     /// `task: extract`: the compiled JSON Schema of the output.
     public var schema: JSONSchema? = nil
+    /// generate/extract: wrap the rendered prompt in the model's chat format (from its
+    /// `tokenizer.chat_template`).
+    public var chat = false
     public var mark: Mark
 
     /// What is sent in SUBSCRIBE: the filter, or `$share/<group>/<filter>`.

@@ -156,6 +156,8 @@ struct Inspect: ParsableCommand {
                 let subs = m.layers.first?.attnSubNorm != nil ? ", sub-norms" : ", no sub-norms"
                 let biases = m.layers.first?.qBias != nil ? ", q/k/v/o biases" : ""
                 print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU-gated")\(subs)\(biases), \(hp.rope == .neox ? "NEOX" : "NORM") RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon), I2_S blocks of 128")
+                let template = file.metadata["tokenizer.chat_template"]?.string
+                print("chat format:   \(ChatFormat.detect(template: template)?.rawValue ?? "unrecognised template (no --chat)")\(template == nil ? " (no tokenizer.chat_template)" : "")")
                 print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))\(m.ignoredOutputWeight ? "; the file's output.weight is not used (the \(hp.graph.rawValue) graph always multiplies by token_embd, as bitnet.cpp)" : "")")
                 print("KV cache:      F16, \(m.kvCacheBytes(tokens: 1)) B/token (\(m.kvCacheBytes(tokens: 4096) >> 20) MiB at 4096)")
             }
@@ -184,7 +186,7 @@ struct Generate: ParsableCommand {
     @Option(help: "The prompt text.")
     var prompt: String
 
-    @Flag(help: "Wrap the prompt in the model's trained chat format (System:/User:/Assistant:).")
+    @Flag(help: "Wrap the prompt in the model's chat format, chosen from the file's tokenizer.chat_template as llama.cpp does: bitnet (2B4T: System:/User:/Assistant:, also without a template), llama3 (header tokens), falcon3 (<|user|>/<|assistant|>), chatml, phi3. `inspect` shows which.")
     var chat = false
 
     @Option(help: "System message for --chat.")
