@@ -32,6 +32,9 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // libcurl for `bitnetd pull` (HTTPS downloads), through a non-variadic shim; linked into the
+        // executable only.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .systemLibrary(
             name: "CYAML",
             pkgConfig: "yaml-0.1",
@@ -64,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "JSONSchema", "ConfigTree", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "JSONSchema", "ConfigTree", "CCurl", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
