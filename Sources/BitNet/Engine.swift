@@ -34,7 +34,7 @@ public final class Engine: @unchecked Sendable {
 
     public init(modelPath: String, options: EngineOptions) throws {
         let t0 = monotonicMilliseconds()
-        let model = try BitNetModel(path: modelPath, graph: options.graph)
+        let model = try BitNetModel(path: modelPath, graph: options.graph, i2sBlock: options.i2sBlock)
         let tokenizer = try Tokenizer(file: model.file, override: options.preTokenizer)
         let kernels = try KernelSet(forced: options.kernel)
         let ctx = model.contextLength(requested: options.contextLength)

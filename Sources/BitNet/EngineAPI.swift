@@ -47,6 +47,8 @@ public struct EngineOptions: Sendable {
     public var lmHead: LMHead
     /// Forces the forward pass (`model.graph`, `--graph`); nil = chosen from the file.
     public var graph: ModelGraph? = nil
+    /// I2_S block of the file: 128 (published/x86 layout, default) or 64 (ARM conversions).
+    public var i2sBlock = 128
 
     public init(threads: Int = 0, contextLength: Int = 0, kernel: KernelPath? = nil, preTokenizer: PreTokenizer? = nil,
                 lmHead: LMHead = .file) {

@@ -106,9 +106,16 @@ public final class BitNetModel: @unchecked Sendable {
     public let tiedOutput: Bool
     /// A `bitnet*` file with an `output.weight` the graph does not use (shown by `inspect`).
     public let ignoredOutputWeight: Bool
+    /// The I2_S block the file is read with (128: the published layout; 64: ARM conversions).
+    public let i2sBlock: Int
+    /// Anonymous copies of 64-block I2_S tensors repacked for the kernels (freed with the model,
+    /// or when loading fails half-way).
+    private let repacked: RepackedTensors
+    /// Bytes of those copies (model memory besides the mapping).
+    public var repackedBytes: Int { repacked.bytes }
 
-    public convenience init(path: String, graph: ModelGraph? = nil) throws {
-        try self.init(file: GGUFFile(path: path), graph: graph)
+    public convenience init(path: String, graph: ModelGraph? = nil, i2sBlock: Int = 128) throws {
+        try self.init(file: GGUFFile(path: path), graph: graph, i2sBlock: i2sBlock)
     }
 
     /// The graph spec model-families §10 assigns a file, with the reason.
@@ -131,8 +138,12 @@ public final class BitNetModel: @unchecked Sendable {
         }
     }
 
-    public init(file: GGUFFile, graph forced: ModelGraph? = nil) throws {
+    public init(file: GGUFFile, graph forced: ModelGraph? = nil, i2sBlock: Int = 128) throws {
         self.file = file
+        precondition(i2sBlock == 128 || i2sBlock == 64, "I2_S blocks are 128 or 64 values")
+        self.i2sBlock = i2sBlock
+        let copies = RepackedTensors()
+        repacked = copies
         let path = file.path
         func fail(_ m: String) -> ModelError { ModelError(path: path, m) }
         // Errors about one metadata record or tensor carry its byte offset (README: "model errors").
@@ -245,7 +256,15 @@ public final class BitNetModel: @unchecked Sendable {
                     throw fail(tensor: s, at: file.dataStart + s.offset, "tensor \(scaleName) holds a non-finite value (\(scale))")
                 }
             }
-            return WeightMatrix(name: name, type: t.type, rows: rows, columns: cols, data: file.data(of: t),
+            var data = file.data(of: t)
+            if t.type == .i2_s && i2sBlock == 64 {
+                let bytes = rows * cols / 4
+                let copy = copies.allocate(bytes + 32)
+                I2SLayout.repack64To128(data, copy, byteCount: bytes)
+                copy.storeBytes(of: alpha, toByteOffset: bytes, as: Float.self)
+                data = UnsafeRawPointer(copy)
+            }
+            return WeightMatrix(name: name, type: t.type, rows: rows, columns: cols, data: data,
                                 alpha: alpha, scale: scale)
         }
 

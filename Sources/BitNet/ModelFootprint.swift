@@ -23,14 +23,17 @@ extension BitNetModel {
         output.rows * output.columns + output.rows * (output.columns / 32) * 4
     }
 
-    public func footprint(contextLength requested: Int, q8Head: Bool) -> ModelFootprint {
+    /// `i2sBlock` 64: the I2_S tensors are repacked into anonymous copies (counted with the
+    /// head copy as model memory besides the mapping).
+    public func footprint(contextLength requested: Int, q8Head: Bool, i2sBlock: Int = 128) -> ModelFootprint {
         let ctx = contextLength(requested: requested)
+        let repack = i2sBlock == 64 ? file.tensors.filter { $0.type == .i2_s }.reduce(0) { $0 + $1.byteCount } : 0
         return ModelFootprint(fileBytes: file.fileSize, kvCacheBytes: kvCacheBytes(tokens: ctx),
-                              headCopyBytes: q8Head ? q8HeadCopyBytes : 0, contextLength: ctx)
+                              headCopyBytes: (q8Head ? q8HeadCopyBytes : 0) + repack, contextLength: ctx)
     }
 
     /// Maps the file (no weight is read) and reports what running it would take.
-    public static func footprint(path: String, contextLength: Int, q8Head: Bool) throws -> ModelFootprint {
-        try BitNetModel(path: path).footprint(contextLength: contextLength, q8Head: q8Head)
+    public static func footprint(path: String, contextLength: Int, q8Head: Bool, i2sBlock: Int = 128) throws -> ModelFootprint {
+        try BitNetModel(path: path).footprint(contextLength: contextLength, q8Head: q8Head, i2sBlock: i2sBlock)
     }
 }

@@ -155,6 +155,7 @@ public enum DaemonRunner {
             options.preTokenizer = model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
             options.lmHead = LMHead(rawValue: model.lmHead) ?? .file
             options.graph = ModelGraph(rawValue: model.graph)
+            options.i2sBlock = model.i2sBlock
             return try Engine(modelPath: path, options: options)
         } catch {
             throw ModelLoadFailure(path: path, error: error)

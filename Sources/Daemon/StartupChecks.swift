@@ -25,7 +25,8 @@ public enum StartupChecks {
     /// The model's footprint (`BitNetModel.footprint`: file, F16 KV cache for the configured
     /// context, the LM-head copy) against `MemAvailable`.
     public static func estimateMemory(model: ModelConfig) throws -> MemoryEstimate {
-        let f = try BitNetModel.footprint(path: model.path, contextLength: model.context, q8Head: model.lmHead == "q8_0")
+        let f = try BitNetModel.footprint(path: model.path, contextLength: model.context, q8Head: model.lmHead == "q8_0",
+                                          i2sBlock: model.i2sBlock)
         return MemoryEstimate(modelBytes: f.fileBytes, kvCacheBytes: f.kvCacheBytes, contextLength: f.contextLength,
                               availableBytes: availableMemoryBytes(), headCopyBytes: f.headCopyBytes)
     }
@@ -40,7 +41,7 @@ public enum StartupChecks {
             let f: ModelFootprint
             do {
                 f = try BitNetModel.footprint(path: path, contextLength: routeModelContext(path: path, requested: config.model.context),
-                                              q8Head: config.model.lmHead == "q8_0")
+                                              q8Head: config.model.lmHead == "q8_0", i2sBlock: config.model.i2sBlock)
             } catch { throw ModelLoadFailure(path: path, error: error) }
             total.modelBytes += f.fileBytes
             total.kvCacheBytes += f.kvCacheBytes

@@ -9,7 +9,7 @@ extension BitnetdConfig {
     /// documents each of them (checked by a test).
     public static let schemaKeys: [String: [String]] = [
         "": topKeys,
-        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check", "graph"],
+        "model": ["path", "threads", "context", "kernel", "sha256", "pre_tokenizer", "lm_head", "memory_check", "graph", "i2s_block"],
         "mqtt": ["host", "port", "url", "protocol", "client_id", "keepalive", "clean_start", "session_expiry",
                  "username", "password_file", "password_env", "tls", "topic_prefix", "reconnect", "outbox"],
         "mqtt.tls": ["enabled", "ca_file", "cert_file", "key_file", "verify"],
@@ -51,6 +51,7 @@ extension BitnetdConfig {
         )
         model.lmHead = m.choice("lm_head", ["file", "q8_0"], default: "file")
         model.graph = m.choice("graph", ["auto", "bitnet-b1.58", "bitnet", "llama"], default: "auto")
+        model.i2sBlock = Int(m.choice("i2s_block", ["128", "64"], default: "128"))!
 
         let mqtt = decodeMQTT(top.map("mqtt", known: schemaKeys["mqtt"]!), diagnostics: context)
 

@@ -58,6 +58,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var lmHead: String = "file"
     /// `auto` (from the file, docs: model-families) or a forced forward pass.
     public var graph: String = "auto"
+    /// I2_S block layout of the file: 128 (published) or 64 (ARM conversions, repacked at load).
+    public var i2sBlock = 128
     /// Start-up memory check: refuse when model + KV cache exceed available memory (else warn).
     public var memoryCheck: String
     /// Where `path` was written, for check-config messages about the file itself.

@@ -143,7 +143,7 @@ final class DumpSink: StageSink {
 struct Dev: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Developer tools: generate test models.",
-        subcommands: [MakeModel.self, ConstraintCost.self])
+        subcommands: [MakeModel.self, ConstraintCost.self, ConvertI2S.self])
 }
 
 struct MakeModel: ParsableCommand {
@@ -238,6 +238,45 @@ struct MakeModel: ParsableCommand {
                 }
             }
             eprint("wrote \(out) in \(fmt((monotonicMilliseconds() - t0) / 1000, 1)) s")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// `bitnetd dev convert-i2s`: rewrites a file's I2_S tensors in the other block layout (128/32 ↔
+/// 64/16) — to turn an ARM-converted file into the published layout once, or to make test files.
+struct ConvertI2S: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert-i2s",
+        abstract: "Rewrite a GGUF's I2_S tensors from one block layout to the other (128 ↔ 64).")
+
+    @Option(help: "Input GGUF.") var input: String
+    @Option(help: "Output GGUF.") var out: String
+    @Option(help: "Block layout to write: 128 (published) or 64 (ARM builds); the input is read as the other one.") var block: Int
+
+    func run() throws {
+        guard block == 128 || block == 64 else { throw ValidationError("--block must be 128 or 64") }
+        do {
+            let file = try GGUFFile(path: input)
+            var w = GGUFWriter()
+            for k in file.keys { w.set(k, file.metadata[k]!) }
+            for t in file.tensors {
+                let src = file.data(of: t)
+                let n = t.byteCount
+                let codes = t.type == .i2_s ? t.elementCount / 4 : 0
+                let to64 = block == 64
+                w.addTensor(t.name, type: t.type, dims: t.dims) { buf in
+                    buf.copyMemory(from: UnsafeRawBufferPointer(start: src, count: n))
+                    if codes > 0 {
+                        if to64 { I2SLayout.repack128To64(src, buf.baseAddress!, byteCount: codes) } else {
+                            I2SLayout.repack64To128(src, buf.baseAddress!, byteCount: codes)
+                        }
+                    }
+                }
+            }
+            try w.write(to: out)
+            eprint("wrote \(out): I2_S tensors in \(block)-value blocks")
         } catch {
             throw fail(error)
         }

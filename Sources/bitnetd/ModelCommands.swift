@@ -52,6 +52,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Forward pass: bitnet-b1.58 (2B4T: ReLU²), bitnet (SiLU, sub-norms) or llama (SwiGLU, no sub-norms). Default: chosen from the file (`inspect` says which and why).")
     var graph: ModelGraph?
 
+    @Option(help: "I2_S block layout: 128 (published files, x86 conversions) or 64 (ARM conversions since Nov 2025, repacked at load). `inspect --i2s-block auto` tells which fits.")
+    var i2sBlock = 128
+
     func validate() throws {
         if let p = preTokenizer, PreTokenizer(rawValue: p) == nil && PreTokenizer(ggmlName: p) == nil {
             throw ValidationError("unknown pre-tokenizer '\(p)' (llama3, default, gpt2, falcon3)")
@@ -64,6 +67,8 @@ struct ModelOptions: ParsableArguments {
         var options = EngineOptions(threads: threads, contextLength: context, kernel: try KernelPath.fromEnvironment(),
                                     preTokenizer: pre, lmHead: lmHead)
         options.graph = graph
+        guard i2sBlock == 128 || i2sBlock == 64 else { throw ValidationError("--i2s-block must be 128 or 64") }
+        options.i2sBlock = i2sBlock
         return try Engine(modelPath: model, options: options)
     }
 }
@@ -96,13 +101,67 @@ struct Inspect: ParsableCommand {
     @Option(help: "Forward pass to check the file against (bitnet-b1.58, bitnet, llama); default: chosen from the file.")
     var graph: ModelGraph?
 
+    @Option(help: "I2_S block layout: 128, 64, or auto (run short fixed texts under both layouts, report the best perplexity of each and pick the lower).")
+    var i2sBlock = "128"
+
+    /// Short texts of different kinds. A model read with the wrong I2_S layout computes garbage
+    /// on all of them; a model read right predicts at least one well (an LLM every one, a small
+    /// domain model the one of its domain), so the score of a layout is its best perplexity.
+    static let probeTexts = [
+        "The quick brown fox jumps over the lazy dog, and the sun rises in the east every morning.",
+        "greenhouse: temperature 31.5 C, humidity 40 %, soil 12 %, light 820 klux. action: water",
+        "machine: vibration 2.1 mm/s, temperature 65 C, current 4.2 A. status: normal",
+        "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome.",
+        "def f(x):\n    return x * 2\n\nfor i in range(10):\n    print(f(i))\n",
+    ]
+
+    /// The best (lowest) perplexity over the probe texts with this I2_S layout.
+    func perplexity(block: Int) throws -> Double {
+        var o = EngineOptions(threads: 0, contextLength: 256)
+        o.graph = graph
+        o.i2sBlock = block
+        let engine = try Engine(modelPath: model, options: o)
+        let V = engine.model.hp.vocabSize
+        var best = Double.infinity
+        for text in Self.probeTexts {
+            let ids = engine.tokenizer.encode(text)
+            guard ids.count > 1 else { continue }
+            engine.context.reset()
+            let logits = try engine.context.forward(ids, logits: .all)
+            var nll = 0.0
+            for p in 0..<(ids.count - 1) {
+                let row = logits[(p * V)..<((p + 1) * V)]
+                let mx = Double(row.max()!)
+                let lse = mx + log(row.reduce(0.0) { $0 + exp(Double($1) - mx) })
+                nll += lse - Double(row[p * V + Int(ids[p + 1])])
+            }
+            best = min(best, exp(nll / Double(ids.count - 1)))
+        }
+        return best
+    }
+
     func run() throws {
         let file: GGUFFile
         do { file = try GGUFFile(path: model) } catch { throw fail(error) }
         var problems: [String] = []
         var loaded: BitNetModel?
         var tokenizer: Tokenizer?
-        do { loaded = try BitNetModel(file: file, graph: graph) } catch { problems.append("\(error)") }
+        var block = 128
+        var probe: (p128: Double, p64: Double)?
+        switch i2sBlock {
+        case "128": block = 128
+        case "64": block = 64
+        case "auto":
+            if file.tensors.contains(where: { $0.type == .i2_s }) {
+                do {
+                    let p = (try perplexity(block: 128), try perplexity(block: 64))
+                    probe = p
+                    block = p.1 < p.0 ? 64 : 128
+                } catch { problems.append("\(error)") }
+            }
+        default: throw ValidationError("--i2s-block must be 128, 64 or auto")
+        }
+        do { loaded = try BitNetModel(file: file, graph: graph, i2sBlock: block) } catch { problems.append("\(error)") }
         do { tokenizer = try Tokenizer(file: file) } catch { problems.append("\(error)") }
         let kernel = (try? KernelSet(forced: KernelPath.fromEnvironment()))?.name ?? "?"
         if json {
@@ -128,8 +187,11 @@ struct Inspect: ParsableCommand {
                 let hp = m.hp
                 out += ",\"model\":{\"architecture\":\(jsonString(hp.architecture)),\"name\":\(jsonString(hp.name)),\"vocab\":\(hp.vocabSize),\"context\":\(hp.trainedContext),\"embedding\":\(hp.embedding),\"layers\":\(hp.layers),\"feed_forward\":\(hp.feedForward),\"heads\":\(hp.heads),\"kv_heads\":\(hp.kvHeads),\"head_dim\":\(hp.headDim),\"rope_dims\":\(hp.ropeDims),\"rope_base\":\(hp.ropeBase),\"rms_epsilon\":\(hp.rmsEpsilon),\"activation\":\"\(hp.activation.rawValue)\",\"tied_output\":\(m.tiedOutput),\"ternary_type\":\"\(m.layers.first?.q.type.name ?? "")\",\"kv_cache_bytes_per_token\":\(m.kvCacheBytes(tokens: 1))}"
                 out += ",\"graph\":{\"name\":\(jsonString(hp.graph.rawValue)),\"reason\":\(jsonString(hp.graphReason)),\"rope\":\"\(hp.rope.rawValue)\",\"sub_norms\":\(m.layers.first?.attnSubNorm != nil),\"biases\":\(m.layers.first?.qBias != nil)}"
-                // I2_S is read with 128-value blocks (the published x86 layout) on every CPU.
-                out += ",\"i2s_block\":128"
+                // I2_S block layout read (128 = the published x86 layout, on every CPU, unless told).
+                out += ",\"i2s_block\":\(block)"
+                if let p = probe {
+                    out += ",\"i2s_block_probe\":{\"perplexity_128\":\(jsonNumber(p.p128)),\"perplexity_64\":\(jsonNumber(p.p64)),\"pick\":\(block)}"
+                }
             }
             if let t = tokenizer {
                 out += ",\"tokenizer\":{\"tokens\":\(t.vocabularySize),\"pre_tokenizer\":\"\(t.preTokenizer.rawValue)\",\"bos\":\(t.bos.map { "\($0)" } ?? "null"),\"eos\":\(t.eos.map { "\($0)" } ?? "null"),\"add_bos\":\(t.addBOS),\"end_of_generation\":[\(t.endOfGeneration.sorted().map { "\($0)" }.joined(separator: ","))]}"
@@ -153,9 +215,12 @@ struct Inspect: ParsableCommand {
                 let hp = m.hp
                 print("model:         \(hp.architecture) '\(hp.name)': \(hp.layers) layers, d=\(hp.embedding), ff=\(hp.feedForward), heads \(hp.heads)/\(hp.kvHeads) (head \(hp.headDim)), vocab \(hp.vocabSize), context \(hp.trainedContext)")
                 print("graph:         \(hp.graph.rawValue) — \(hp.graphReason)")
+                if let p = probe {
+                    print("I2_S layout:   auto: best perplexity over \(Self.probeTexts.count) fixed texts \(fmt(p.p128, 2)) with 128-value blocks, \(fmt(p.p64, 2)) with 64 → \(block)")
+                }
                 let subs = m.layers.first?.attnSubNorm != nil ? ", sub-norms" : ", no sub-norms"
                 let biases = m.layers.first?.qBias != nil ? ", q/k/v/o biases" : ""
-                print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU-gated")\(subs)\(biases), \(hp.rope == .neox ? "NEOX" : "NORM") RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon), I2_S blocks of 128")
+                print("numerics:      W1.58A8 (per-token int8 activations, int32 accumulation), FFN \(hp.activation == .relu2 ? "ReLU²" : "SiLU-gated")\(subs)\(biases), \(hp.rope == .neox ? "NEOX" : "NORM") RoPE θ=\(hp.ropeBase) on \(hp.ropeDims) dims, RMSNorm ε=\(hp.rmsEpsilon), I2_S blocks of \(m.i2sBlock)\(m.repackedBytes > 0 ? " (repacked at load: \(m.repackedBytes >> 20) MiB)" : "")")
                 let template = file.metadata["tokenizer.chat_template"]?.string
                 print("chat format:   \(ChatFormat.detect(template: template)?.rawValue ?? "unrecognised template (no --chat)")\(template == nil ? " (no tokenizer.chat_template)" : "")")
                 print("LM head:       \(m.tiedOutput ? "tied to token_embd" : "output.weight") (\(m.output.type.name))\(m.ignoredOutputWeight ? "; the file's output.weight is not used (the \(hp.graph.rawValue) graph always multiplies by token_embd, as bitnet.cpp)" : "")")

@@ -69,3 +69,44 @@ import TestKit
         #expect(inspect.contains("tokenizer"), "\(inspect)")
     }
 }
+
+/// ARM-converted I2_S files (64-value blocks): read with `--i2s-block 64` they decide exactly as
+/// the published layout does, and `inspect --i2s-block auto` tells the two apart.
+@Suite struct I2SBlockCommandTests {
+    static let demo: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path + "/models/demo/demo.gguf"
+    }()
+
+    func run(_ args: [String]) -> (Int32, String) {
+        let out = Fixture.tempDir() + "/out.txt"
+        let rc = Fixture.run([Fixture.binary] + args, output: out)
+        return (rc, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
+    @Test func armLayoutReadsExactlyAndAutoPicksIt() throws {
+        let arm = Fixture.tempDir() + "/demo64.gguf"
+        #expect(run(["dev", "convert-i2s", "--input", Self.demo, "--out", arm, "--block", "64"]).0 == 0)
+        let prompt = "greenhouse: temperature 34 C, humidity 30 %, soil 12 %, light 900 klux. action: "
+        let decide = ["decide", "--labels", "water,ventilate,heat,nothing", "--prompt", prompt, "--threads", "1"]
+        // The probabilities, printed as JSON text (latency differs between runs).
+        func probabilities(_ args: [String]) -> String {
+            let (_, json) = run(decide + args + ["--json"])
+            guard let r = json.range(of: "\"probabilities\":"), let e = json[r.upperBound...].firstIndex(of: "}") else { return "" }
+            return String(json[r.upperBound...e])
+        }
+        let published = probabilities(["--model", Self.demo])
+        let repacked = probabilities(["--model", arm, "--i2s-block", "64"])
+        let misread = probabilities(["--model", arm])
+        #expect(!published.isEmpty && repacked == published, "\(repacked) vs \(published)")
+        #expect(misread != published, "read with the wrong layout the model computes something else")
+        for (file, want) in [(Self.demo, 128), (arm, 64)] {
+            let (rc, json) = run(["inspect", "--json", "--i2s-block", "auto", file])
+            let doc = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            #expect(rc == 0 && doc?["i2s_block"] as? Int == want, "\(json.suffix(300))")
+            let probe = doc?["i2s_block_probe"] as? [String: Any]
+            #expect(probe?["pick"] as? Int == want && probe?["perplexity_128"] is Double)
+        }
+    }
+}
