@@ -62,6 +62,14 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     private var childStarted = 0.0
     private var stdoutLines: LineSplitter
     private var stderrLines: LineSplitter
+    /// stderr lines are logged at most `stderrBurst` per `stderrWindow` seconds; the rest are
+    /// counted and reported in one line when the next window starts (a chatty or looping program
+    /// must not flood the journal).
+    public static let stderrBurst = 20
+    public static let stderrWindow = 10.0
+    private var stderrWindowStart = 0.0
+    private var stderrLogged = 0
+    private var stderrSuppressed = 0
     private var lineNumber = 0
     private var consecutiveExits = 0
     private var restartGeneration = 0
@@ -228,6 +236,21 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
     }
 
     private func logStderr(_ piece: LineSplitter.Piece) {
+        if case .line(let line) = piece, line.isEmpty { return }
+        let now = monotonicSeconds()
+        if now - stderrWindowStart >= Self.stderrWindow {
+            if stderrSuppressed > 0 {
+                sink?.log(.warning, "stderr: \(stderrSuppressed) more line\(stderrSuppressed == 1 ? "" : "s") not logged (at most \(Self.stderrBurst) every \(Int(Self.stderrWindow)) s)")
+            }
+            stderrWindowStart = now
+            stderrLogged = 0
+            stderrSuppressed = 0
+        }
+        guard stderrLogged < Self.stderrBurst else {
+            stderrSuppressed += 1
+            return
+        }
+        stderrLogged += 1
         switch piece {
         case .line(let line): if !line.isEmpty { sink?.log(.warning, "stderr: \(excerpt(line, limit: 1000))") }
         case .tooLong(let prefix): sink?.log(.warning, "stderr: \(excerpt(prefix, limit: 200)) [long line cut]")
@@ -239,6 +262,10 @@ public final class ExecPlugin: PushingSensorPlugin, @unchecked Sendable {
         // All output was posted to this queue before the exit: only unterminated last lines remain.
         for piece in stdoutLines.finish() { deliver(piece) }
         for piece in stderrLines.finish() { logStderr(piece) }
+        if stderrSuppressed > 0 {
+            sink?.log(.warning, "stderr: \(stderrSuppressed) more line\(stderrSuppressed == 1 ? "" : "s") not logged (at most \(Self.stderrBurst) every \(Int(Self.stderrWindow)) s)")
+            stderrSuppressed = 0
+        }
         child = nil
         let ran = monotonicSeconds() - childStarted
         if stopping {

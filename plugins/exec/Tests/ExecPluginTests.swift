@@ -172,6 +172,29 @@ import TestKit
         #expect(await poll(timeout: 5) { !isRunning(pid_t(d)) })
     }
 
+    /// A program that writes thousands of stderr lines logs a handful and one count, not a flood.
+    @Test func stderrFloodsAreRateLimited() async throws {
+        let dir = TempDir("exec")
+        defer { dir.remove() }
+        let p = try plugin(dir, script: "i=0; while [ $i -lt 3000 ]; do echo \"oops $i\" >&2; i=$((i+1)); done; exit 0",
+                           restartMin: 3600, restartMax: 3600)
+        let rec = Recorder()
+        let host = PluginHost(logger: rec.logger)
+        let t0 = monotonicSeconds()
+        host.start(plugins: [p], onReading: rec.onReading, onError: rec.onError)
+        #expect(await poll(timeout: 60) { rec.logs.contains { $0.contains("more lines not logged") } }, "\(rec.logs.suffix(5))")
+        host.stop()
+        // However long the program took, at most a burst per started window.
+        let windows = Int(((monotonicSeconds() - t0) / ExecPlugin.stderrWindow).rounded(.up)) + 1
+        let lines = rec.logs.filter { $0.contains("stderr: oops") }
+        let counted = rec.logs.compactMap { log -> Int? in
+            guard let r = log.range(of: "stderr: ") , log.contains("more lines not logged") else { return nil }
+            return Int(log[r.upperBound...].prefix { $0.isNumber })
+        }.reduce(0, +)
+        #expect(lines.count <= windows * ExecPlugin.stderrBurst, "\(lines.count) lines logged in \(windows) windows")
+        #expect(lines.count + counted == 3000, "\(lines.count) logged + \(counted) counted")
+    }
+
     @Test func aSilentChildBlocksNothing() async throws {
         let dir = TempDir("exec")
         defer { dir.remove() }
