@@ -75,13 +75,17 @@ def test_model_files_and_heldout_set():
 
 
 def demo_routes():
-    """(route name → (prompt template, labels)) parsed from etc/demo.yaml (no YAML library needed)."""
+    """(route name → (prompt template, labels)) of the decide routes in etc/demo.yaml (no YAML
+    library needed)."""
     text = open(CONFIG).read()
     routes = {}
     for block in re.split(r"\n  - name: ", text)[1:]:
         name = block.split("\n", 1)[0].strip()
+        m = re.search(r"\n    labels: \[(.*)\]", block)
+        if not m:
+            continue  # the extract route
         prompt = re.search(r'\n    prompt: "(.*)"\n', block).group(1)
-        labels = [x.strip() for x in re.search(r"\n    labels: \[(.*)\]", block).group(1).split(",")]
+        labels = [x.strip() for x in m.group(1).split(",")]
         routes[name] = (prompt, labels)
     return routes
 
