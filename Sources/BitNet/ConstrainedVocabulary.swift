@@ -21,6 +21,10 @@ public final class ConstrainedVocabulary: @unchecked Sendable {
     /// leading continuation bytes (finishing a character) and an unfinished last character.
     struct StringInfo {
         var plain: Bool
+        /// Not plain because of a `"` or `\` after a valid plain prefix (it may close the string
+        /// or start an escape); false for tokens no string can contain (control bytes, invalid
+        /// UTF-8), which are never allowed inside one.
+        var mayCloseOrEscape = false
         var leadContinuation: UInt8
         var firstByte: UInt8
         var chars: Int32
@@ -44,7 +48,7 @@ public final class ConstrainedVocabulary: @unchecked Sendable {
         bytes = b
         buildTrie()
         info = bytes.map(Self.stringInfo)
-        nonPlain = (0..<vocabularySize).compactMap { !bytes[$0].isEmpty && !info[$0].plain ? Int32($0) : nil }
+        nonPlain = (0..<vocabularySize).compactMap { !bytes[$0].isEmpty && !info[$0].plain && info[$0].mayCloseOrEscape ? Int32($0) : nil }
     }
 
     private func buildTrie() {
@@ -91,13 +95,15 @@ public final class ConstrainedVocabulary: @unchecked Sendable {
         }
         var chars: Int32 = 0
         var plain = !t.isEmpty
+        var closes = false
         var need: UInt8 = 0
         while i < t.count && plain {
             let c = t[i]
             var n = 0
             var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
             switch c {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0..<0x20: plain = false
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): plain = false; closes = true
+            case 0..<0x20: plain = false
             case 0x20..<0x80: n = 0
             case 0xC2...0xDF: n = 1
             case 0xE0...0xEF: n = 2; lo = c == 0xE0 ? 0xA0 : 0x80; hi = c == 0xED ? 0x9F : 0xBF
@@ -120,7 +126,8 @@ public final class ConstrainedVocabulary: @unchecked Sendable {
                 k += 1
             }
         }
-        return StringInfo(plain: plain, leadContinuation: lead, firstByte: t.first ?? 0, chars: chars, trailingNeed: need)
+        return StringInfo(plain: plain, mayCloseOrEscape: closes, leadContinuation: lead, firstByte: t.first ?? 0, chars: chars,
+                          trailingNeed: need)
     }
 
     /// The tokens that keep the output a valid prefix of an instance after `state` and leave a

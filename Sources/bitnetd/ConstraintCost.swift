@@ -25,6 +25,9 @@ struct ConstraintCost: ParsableCommand {
     @Option(help: "Times to repeat the walk (figures are per step over all repeats).")
     var repeats = 5
 
+    @Flag(help: "Print every masked step.")
+    var verbose = false
+
     func run() throws {
         let compiled = try loadSchemaFile(schema)
         let tokenizer = try Tokenizer(file: GGUFFile(path: vocab))
@@ -45,6 +48,9 @@ struct ConstraintCost: ParsableCommand {
                 if forced.isEmpty {
                     vocabulary.allowedTokens(matcher, state, budget: 1 << 20, into: &allowed)
                     times.append(monotonicMilliseconds() - s)
+                    if verbose {
+                        print("step: \(fmt(times.last!)) ms, \(allowed.count) allowed, \(matcher.stringContext(state) != nil ? "in a string" : "structure"), before '\(String(decoding: tokenizer.bytes(of: id), as: UTF8.self))'")
+                    }
                     allowedCounts.append(allowed.count)
                     guard allowed.contains(id) else {
                         throw ValidationError("the example's token \(id) (\(String(decoding: tokenizer.bytes(of: id), as: UTF8.self))) is not allowed by the schema here")

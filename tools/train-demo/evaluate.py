@@ -8,54 +8,22 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 import data
-import tok
 import train as TR
+from bitnetd_train import bitnetd, tok, training
 
 
 def torch_predictions(model, tk, tests):
-    """decide semantics: score(label) = Σ log p(label tokens | prompt), softmax over the labels."""
-    bos = tk.token_to_id(tok.BOS)
-    res = []
-    with torch.no_grad():
-        for e in tests:
-            labels = [" " + l for l in data.TASKS[e["task"]]["labels"]]
-            p = tk.encode(e["prompt"]).ids
-            seqs = [[bos] + tk.encode(e["prompt"] + l).ids for l in labels]
-            T = max(len(s) for s in seqs)
-            ids = torch.zeros(len(seqs), T, dtype=torch.long)
-            for i, s in enumerate(seqs):
-                ids[i, :len(s)] = torch.tensor(s)
-            lp = torch.log_softmax(model(ids).double(), -1)
-            scores = []
-            for i, s in enumerate(seqs):
-                c = 0
-                while c < len(p) and s[1 + c] == p[c]:
-                    c += 1
-                start = 1 + c
-                scores.append(sum(lp[i, t - 1, s[t]].item() for t in range(start, len(s))))
-            pr = torch.softmax(torch.tensor(scores), 0).tolist()
-            best = max(range(len(labels)), key=lambda i: pr[i])
-            res.append((data.TASKS[e["task"]]["labels"][best], pr))
-    return res
-
-
-def bitnetd_decide(binary, model_path, prompt, labels, threads=1):
-    cmd = [binary, "decide", "--model", model_path, "--threads", str(threads), "--prompt", prompt,
-           "--labels", ",".join(" " + l for l in labels), "--json"]
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    wall = (time.time() - t0) * 1000
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd}: exit {p.returncode}\n{p.stderr}")
-    j = json.loads(p.stdout)
-    return j, wall
+    """(label, probabilities) per reading, with bitnetd decide's semantics."""
+    labels = [data.TASKS[e["task"]]["labels"] for e in tests]
+    probs = training.label_probabilities(model, tk, [e["prompt"] for e in tests],
+                                         [[" " + l for l in ls] for ls in labels])
+    return [(ls[max(range(len(p)), key=p.__getitem__)], p) for ls, p in zip(labels, probs)]
 
 
 def run(binary, threads):
@@ -69,7 +37,9 @@ def run(binary, threads):
     gguf = os.path.join(TR.OUT_DIR, "demo.gguf")
 
     def one(e):
-        return bitnetd_decide(binary, gguf, e["prompt"], data.TASKS[e["task"]]["labels"])
+        t = time.time()
+        j = bitnetd.decide(binary, gguf, e["prompt"], [" " + l for l in data.TASKS[e["task"]]["labels"]])
+        return j, (time.time() - t) * 1000
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=2) as ex:
         bp = list(ex.map(one, tests))

@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tools", "train"))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import data  # noqa: E402
-import tok  # noqa: E402
-from model import BitNet, Config  # noqa: E402
+from bitnetd_train import tok, training  # noqa: E402
+from bitnetd_train.model import BitNet, Config  # noqa: E402
 
 SEED = 20261129
 VOCAB = 1536
@@ -41,7 +39,7 @@ N_TEST_PER_TASK = 400          # held-out split per task (never trained on)
 N_HELDOUT_FILE_PER_TASK = 150  # of which this many per task go into models/demo/heldout.jsonl
 MODEL = dict(d=256, layers=4, heads=8, kv_heads=4, ff=512, context=512)
 TRAIN = dict(steps=2400, batch=32, lr=3e-3, min_lr=2e-4, warmup=100, weight_decay=0.01,
-             prompt_weight=0.0, ckpt_minutes=3.0)
+             prompt_weight=0.0, ckpt_minutes=3.0, eval_every=200)
 
 WORK = os.environ.get("BITNETD_TRAIN_WORK", os.path.join(HERE, "work"))
 OUT_DIR = os.environ.get("BITNETD_DEMO_OUT", os.path.join(REPO, "models", "demo"))
@@ -59,16 +57,6 @@ def wpath(name):
 
 
 # ----------------------------------------------------------------------------------- prepare
-
-def encode_example(tk, e):
-    """BOS + prompt + " label" + EOS; returns (ids, index of the first answer token)."""
-    bos = tk.token_to_id(tok.BOS)
-    eos = tk.token_to_id(tok.EOS)
-    p = tk.encode(e["prompt"]).ids
-    full = tk.encode(e["prompt"] + " " + e["label"]).ids
-    assert full[:len(p)] == p, (e["prompt"], p, full)
-    return [bos] + full + [eos], 1 + len(p)
-
 
 def prepare():
     os.makedirs(WORK, exist_ok=True)
@@ -89,8 +77,8 @@ def prepare():
     for task, spec in data.TASKS.items():
         f = [tk.encode(" " + lab).ids[0] for lab in spec["labels"]]
         assert len(set(f)) == len(f), f"labels of {task} share a first token"
-    enc = [encode_example(tk, e) for e in train]
-    tenc = [encode_example(tk, e) for e in test]
+    enc = [training.encode_example(tk, e["prompt"], e["label"]) for e in train]
+    tenc = [training.encode_example(tk, e["prompt"], e["label"]) for e in test]
     torch.save({"train": enc, "test": tenc, "vocab": len(tokens)}, wpath("data.pt"))
     log(f"prepared: {len(enc)} training and {len(tenc)} held-out sequences, vocab {len(tokens)}, "
         f"max length {max(len(x) for x, _ in enc)}")
@@ -98,144 +86,39 @@ def prepare():
 
 # ------------------------------------------------------------------------------------- train
 
-def make_batch(items):
-    T = max(len(x) for x, _ in items)
-    ids = torch.zeros(len(items), T, dtype=torch.long)
-    w = torch.zeros(len(items), T)        # weight of the target at position t (predicting ids[t])
-    for i, (x, a) in enumerate(items):
-        ids[i, :len(x)] = torch.tensor(x)
-        w[i, 1:a] = TRAIN["prompt_weight"]
-        w[i, a:len(x)] = 1.0
-    return ids, w
-
-
-def lr_at(step):
-    if step < TRAIN["warmup"]:
-        return TRAIN["lr"] * (step + 1) / TRAIN["warmup"]
-    p = (step - TRAIN["warmup"]) / max(1, TRAIN["steps"] - TRAIN["warmup"])
-    return TRAIN["min_lr"] + 0.5 * (TRAIN["lr"] - TRAIN["min_lr"]) * (1 + math.cos(math.pi * min(p, 1)))
-
-
-def loss_fn(model, ids, w):
-    inp, tgt, wt = ids[:, :-1], ids[:, 1:], w[:, 1:]
-    sel = wt > 0
-    logits = model(inp, need=sel)
-    l = F.cross_entropy(logits, tgt[sel], reduction="none")
-    return (l * wt[sel]).sum() / wt[sel].sum()
-
-
-@torch.no_grad()
-def answer_scores(model, items, labels_ids, batch=64):
-    """For each (ids, answer_start): log-probs of each candidate first token at the answer position."""
-    model.eval()
-    out = []
-    for i in range(0, len(items), batch):
-        chunk = items[i:i + batch]
-        T = max(a for _, a in chunk)
-        ids = torch.zeros(len(chunk), T, dtype=torch.long)
-        for j, (x, a) in enumerate(chunk):
-            ids[j, :a] = torch.tensor(x[:a])
-        need = torch.zeros(len(chunk), T, dtype=torch.bool)
-        for j, (x, a) in enumerate(chunk):
-            need[j, a - 1] = True
-        lp = torch.log_softmax(model(ids, need=need).double(), -1)
-        out.extend(lp[j] for j in range(len(chunk)))
-    model.train()
-    return out
-
-
-def build_model(vocab):
-    return BitNet(Config(vocab=vocab, **MODEL))
-
-
 def train(threads):
     torch.set_num_threads(threads)
     d = torch.load(wpath("data.pt"))
     enc, vocab = d["train"], d["vocab"]
     torch.manual_seed(SEED)
-    model = build_model(vocab)
-    decay = [p for n, p in model.named_parameters() if p.dim() == 2]
-    other = [p for n, p in model.named_parameters() if p.dim() != 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
-                             {"params": other, "weight_decay": 0.0}], lr=TRAIN["lr"],
-                            betas=(0.9, 0.95))
-    step, spent = 0, 0.0
-    if os.path.exists(wpath("ckpt.pt")):
-        ck = torch.load(wpath("ckpt.pt"))
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, spent = ck["step"], ck["seconds"]
-        log(f"resumed at step {step} ({spent / 60:.1f} min trained)")
-    else:
+    model = BitNet(Config(vocab=vocab, **MODEL))
+    if not os.path.exists(wpath("ckpt.pt")):
         n = sum(p.numel() for p in model.parameters())
         log(f"model {MODEL} vocab {vocab}: {n} parameters; train {TRAIN}")
-    order_rng = random.Random(SEED)
-    perm = list(range(len(enc)))
-    order_rng.shuffle(perm)
-    B = TRAIN["batch"]
-
-    def save():
-        tmp = wpath("ckpt.pt.tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "seconds": spent + time.time() - t_start}, tmp)
-        os.replace(tmp, wpath("ckpt.pt"))
-
-    t_start = time.time()
-    last_ckpt = time.time()
-    ema = None
-    while step < TRAIN["steps"]:
-        k = (step * B) % len(perm)
-        items = [enc[perm[(k + j) % len(perm)]] for j in range(B)]
-        ids, w = make_batch(items)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss = loss_fn(model, ids, w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 20 == 0:
-            el = spent + time.time() - t_start
-            log(f"step {step}/{TRAIN['steps']} loss {ema:.4f} lr {lr_at(step):.2e} "
-                f"{el / 60:.1f} min")
-        if step % 200 == 0 or step == TRAIN["steps"]:
-            acc = quick_eval(model, d["test"][:300])
-            log(f"step {step}: held-out first-token accuracy (fake-quant, 300 readings) {acc:.3f}")
-        if time.time() - last_ckpt > TRAIN["ckpt_minutes"] * 60:
-            save()
-            last_ckpt = time.time()
-    save()
-    torch.save({"model": model.state_dict(), "vocab": vocab, "config": MODEL,
-                "seconds": spent + time.time() - t_start, "steps": step}, wpath("final.pt"))
-    log(f"training done: {step} steps, {(spent + time.time() - t_start) / 60:.1f} min")
-
-
-def quick_eval(model, items):
-    tests = [json.loads(l) for l in open(wpath("test.jsonl"))][:len(items)]
+    tests = [json.loads(l) for l in open(wpath("test.jsonl"))][:300]
     tk, _, _ = tok.load(wpath("tokenizer.json"))
-    scores = answer_scores(model, items, None)
-    ok = 0
-    for e, lp in zip(tests, scores):
-        labs = data.TASKS[e["task"]]["labels"]
-        firsts = [tk.encode(" " + l).ids[0] for l in labs]
-        ok += labs[int(torch.argmax(lp[firsts]))] == e["rule_label"]
-    return ok / len(items)
+
+    def quick_eval(step, model):
+        probs = training.label_probabilities(
+            model, tk, [e["prompt"] for e in tests],
+            [[" " + l for l in data.TASKS[e["task"]]["labels"]] for e in tests])
+        ok = sum(data.TASKS[e["task"]]["labels"][max(range(len(p)), key=p.__getitem__)] == e["rule_label"]
+                 for e, p in zip(tests, probs))
+        log(f"step {step}: held-out accuracy (fake-quant, {len(tests)} readings) {ok / len(tests):.3f}")
+
+    r = training.train(model, enc, TRAIN, wpath("ckpt.pt"), log, SEED, on_eval=quick_eval)
+    training.save_final(wpath("final.pt"), model, r["steps"], r["seconds"])
+    log(f"training done: {r['steps']} steps, {r['seconds'] / 60:.1f} min")
 
 
 # --------------------------------------------------------------------------- export and eval
 
 def load_final():
-    f = torch.load(wpath("final.pt"))
-    model = build_model(f["vocab"])
-    model.load_state_dict(f["model"])
-    model.eval()
-    return model, f
+    return training.load_final(wpath("final.pt"))
 
 
 def export():
-    import export_gguf
+    from bitnetd_train import export_gguf
     model, f = load_final()
     _, tokens, merges = tok.load(wpath("tokenizer.json"))
     os.makedirs(OUT_DIR, exist_ok=True)

@@ -1,6 +1,6 @@
-"""Byte-level BPE vocabulary for the demo model, trained with Hugging Face `tokenizers` behind the
-Llama-3 pre-tokenizer (the one bitnetd uses when `tokenizer.ggml.pre` is absent). Special tokens
-are moved to the end of the vocabulary, as in the published 2B4T file."""
+"""Byte-level BPE vocabulary for the demo model and bitnetd-train's models, trained with Hugging
+Face `tokenizers` behind the Llama-3 pre-tokenizer (the one bitnetd uses when `tokenizer.ggml.pre`
+is absent). Special tokens are moved to the end of the vocabulary, as in the published 2B4T file."""
 
 from __future__ import annotations
 

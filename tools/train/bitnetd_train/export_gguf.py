@@ -1,7 +1,8 @@
-"""Export the trained demo model as a GGUF laid out like the published BitNet b1.58 2B4T file
-(spec §2): the same 24 metadata keys in the same order, I2_S ternary tensors (128/32 layout, α
-after the codes, 28 tail bytes), F16 tied `token_embd.weight`, F32 norms, no `output.weight`, the
-same tensor names and physical order (blocks in lexicographic order of the block number).
+"""Export a trained model (the demo's or bitnetd-train's) as a GGUF laid out like the published
+BitNet b1.58 2B4T file (spec §2): the same 24 metadata keys in the same order, I2_S ternary tensors
+(128/32 layout, α after the codes, 28 tail bytes), F16 tied `token_embd.weight`, F32 norms, no
+`output.weight`, the same tensor names and physical order (blocks in lexicographic order of the
+block number).
 
 Uses the project's writer tools/reference/gguf_writer.py (and the I2_S encoder of bitnet_ref.py).
 """
@@ -14,13 +15,12 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "reference"))
 
 import bitnet_ref as R  # noqa: E402
 import gguf_writer as W  # noqa: E402
 
 ARCH = "bitnet-b1.58"
-NAME = "bitnetd-demo"
 FILE_TYPE_I2_S = 40
 # The template the published file carries (spec §5.4); bitnetd never executes it.
 CHAT_TEMPLATE = ("{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}"
@@ -43,7 +43,7 @@ def ternarize(w: np.ndarray):
     return T, float(alpha)
 
 
-def kv_pairs(cfg, tokens, merges):
+def kv_pairs(cfg, tokens, merges, name):
     a = ARCH
     n = len(tokens)
     types = [3 if t in SPECIALS else 1 for t in tokens]
@@ -51,7 +51,7 @@ def kv_pairs(cfg, tokens, merges):
     bos, eos = tokens.index(SPECIALS[0]), tokens.index(SPECIALS[1])
     return [
         ("general.architecture", R.T_STRING, a),
-        ("general.name", R.T_STRING, NAME),
+        ("general.name", R.T_STRING, name),
         (f"{a}.vocab_size", R.T_UINT32, n),
         (f"{a}.context_length", R.T_UINT32, cfg["context"]),
         (f"{a}.embedding_length", R.T_UINT32, cfg["d"]),
@@ -77,8 +77,9 @@ def kv_pairs(cfg, tokens, merges):
     ]
 
 
-def export(model, tokens, merges, path):
-    """model: model.BitNet (torch); tokens/merges: the GGUF-ordered vocabulary."""
+def export(model, tokens, merges, path, name="bitnetd-demo"):
+    """model: model.BitNet (torch); tokens/merges: the GGUF-ordered vocabulary; name: the file's
+    `general.name` (bitnetd reports it as the decisions' `model`)."""
     cfg = {"d": model.cfg.d, "layers": model.cfg.layers, "heads": model.cfg.heads,
            "kv_heads": model.cfg.kv_heads, "ff": model.cfg.ff, "context": model.cfg.context}
     assert model.cfg.vocab == len(tokens)
@@ -97,4 +98,4 @@ def export(model, tokens, merges, path):
                 tensors.append((f"blk.{L}.{nm}.weight", (K, M), R.GGML_I2_S, R.encode_i2_s(T, alpha)))
     tensors.append(("output_norm.weight", (cfg["d"],), R.GGML_F32,
                     sd["output_norm.weight"].astype(np.float32).tobytes()))
-    W.write_gguf(path, kv_pairs(cfg, tokens, merges), tensors)
+    W.write_gguf(path, kv_pairs(cfg, tokens, merges, name), tensors)
