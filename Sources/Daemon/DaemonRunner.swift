@@ -74,7 +74,7 @@ public enum DaemonRunner {
         // The prefix-cache share of the budget is split between the engines (docs/daemon.md).
         let engines = 1 + config.routeModels.filter { $0 != config.model.path }.count
         engine.prefixCacheBudget = budget.prefixCache / engines
-        logger.info("memory budget \(config.limits.memoryBudgetMB) MiB besides the model: queue \(budget.jobQueue >> 10) KiB, outbox \(budget.outbox >> 10) KiB + \(budget.inFlight >> 10) KiB unacknowledged, plugins \(budget.plugins >> 10) KiB, prefix cache \(budget.prefixCache >> 10) KiB")
+        logger.info("memory budget \(config.limits.memoryBudgetMB) MiB besides the model: queue \(budget.jobQueue >> 10) KiB, outbox \(budget.outbox >> 10) KiB + \(budget.inFlight >> 10) KiB unacknowledged, plugins \(budget.plugins >> 10) KiB, reading windows \(budget.windows >> 10) KiB, prefix cache \(budget.prefixCache >> 10) KiB")
         logger.info("model \(engine.modelName) (\(StartupChecks.mib(engine.modelFileBytes))), kernel \(engine.kernelName), context \(engine.contextLength) tokens")
         for path in config.routeModels where path != config.model.path {
             let e = routeEngines[path]!

@@ -20,6 +20,10 @@ public final class Intake: Sendable {
         var accepting = true
         /// Reading windows of `input: plugin` routes, per route and reading topic.
         var windows: [String: ReadingWindow] = [:]
+        /// When each window was last appended to (a counter), to replace the stalest one when a
+        /// route's topics exceed `ReadingWindow.maxWindowsPerRoute`.
+        var windowUse: [String: UInt64] = [:]
+        var windowClock: UInt64 = 0
     }
 
     private let state: Mutex<State>
@@ -47,8 +51,18 @@ public final class Intake: Sendable {
             s.guard_ = TopicGuard(config: config)
             s.config = config
             s.windows = [:]
+            s.windowUse = [:]
         }
         queue.reconfigure(capacity: config.queue.size, policy: config.queue.overflow)
+    }
+
+    /// Reading windows held per route (tests: bounded by `ReadingWindow.maxWindowsPerRoute`).
+    var windowCounts: [String: Int] {
+        state.withLock { s in
+            var out: [String: Int] = [:]
+            for key in s.windows.keys { out[String(key.prefix { $0 != "\u{0}" }), default: 0] += 1 }
+            return out
+        }
     }
 
     /// From now on every input is answered `shutting_down` (after the drain).
@@ -112,9 +126,19 @@ public final class Intake: Sendable {
             if let w = route.window {
                 let key = route.name + "\u{0}" + topic
                 window = state.withLock { s -> ReadingWindow in
+                    if s.windows[key] == nil {
+                        // A new topic for this route: at most maxWindowsPerRoute windows each.
+                        let mine = s.windowUse.filter { $0.key.hasPrefix(route.name + "\u{0}") }
+                        if mine.count >= ReadingWindow.maxWindowsPerRoute, let stalest = mine.min(by: { $0.value < $1.value }) {
+                            s.windows[stalest.key] = nil
+                            s.windowUse[stalest.key] = nil
+                        }
+                    }
                     var win = s.windows[key] ?? ReadingWindow(maxCount: w.count, span: w.spanS)
                     win.append(reading, now: wallClock())
                     s.windows[key] = win
+                    s.windowClock += 1
+                    s.windowUse[key] = s.windowClock
                     return win
                 }
             }

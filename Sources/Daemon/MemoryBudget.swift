@@ -20,10 +20,13 @@ public struct MemoryBudget: Sendable, Equatable {
     public var outbox: Int
     public var inFlight: Int
     public var plugins: Int
+    /// Reading windows: per windowed route, `ReadingWindow.maxWindowsPerRoute` windows of at most
+    /// `ReadingWindow.maxBytes` each.
+    public var windows: Int
     public var prefixCache: Int
     public var budget: Int
 
-    public var total: Int { baseline + jobQueue + outbox + inFlight + plugins + prefixCache }
+    public var total: Int { baseline + jobQueue + outbox + inFlight + plugins + windows + prefixCache }
 
     /// The shares for `config` and its built `plugins`. The prefix cache gets what is left, up to
     /// 32 MiB (the engine drops least recently used prefixes beyond it).
@@ -39,17 +42,18 @@ public struct MemoryBudget: Sendable, Equatable {
         // What libmosquitto holds: at most max_messages unacknowledged answers are handed to it.
         inFlight = config.mqtt.outboxMaxMessages * answer
         self.plugins = plugins.reduce(0) { $0 + $1.maxBufferedBytes }
-        let rest = budget - (baseline + jobQueue + outbox + inFlight + self.plugins)
+        windows = config.routes.filter { $0.window != nil }.count * ReadingWindow.maxWindowsPerRoute * ReadingWindow.maxBytes
+        let rest = budget - (baseline + jobQueue + outbox + inFlight + self.plugins + windows)
         prefixCache = max(0, min(32 << 20, rest))
     }
 
     /// The problem with a configuration that does not fit, or nil.
     public var problem: String? {
-        guard baseline + jobQueue + outbox + inFlight + plugins > budget else { return nil }
+        guard baseline + jobQueue + outbox + inFlight + plugins + windows > budget else { return nil }
         func mib(_ b: Int) -> String { String(format1(Double(b) / 1_048_576)) }
         return "the configured limits need up to \(mib(total)) MiB but limits.memory_budget_mb is \(budget >> 20): "
             + "baseline \(mib(baseline)), job queue \(mib(jobQueue)) (queue.size × limits.max_payload_bytes), "
-            + "outbox \(mib(outbox)) and unacknowledged \(mib(inFlight)) (mqtt.outbox.max_messages), plugins \(mib(plugins)); "
+            + "outbox \(mib(outbox)) and unacknowledged \(mib(inFlight)) (mqtt.outbox.max_messages), plugins \(mib(plugins)), reading windows \(mib(windows)); "
             + "raise memory_budget_mb or lower those limits"
     }
 

@@ -12,6 +12,13 @@ import SensorPlugins
 public struct ReadingWindow: Sendable {
     /// Upper bound on readings kept by any window.
     public static let hardLimit = 10_000
+    /// Upper bound on the memory a window holds (an estimate: twice a reading's JSON text plus
+    /// 256 bytes of structure); the oldest readings go first. With `maxWindowsPerRoute` this
+    /// bounds a windowed route's share of `limits.memory_budget_mb` (docs/daemon.md).
+    public static let maxBytes = 256 << 10
+    /// Windows a route keeps (one per reading topic); a new topic beyond it replaces the window
+    /// updated longest ago.
+    public static let maxWindowsPerRoute = 16
 
     /// Keep at most this many readings (nil = no count limit).
     public let maxCount: Int?
@@ -19,7 +26,10 @@ public struct ReadingWindow: Sendable {
     public let span: Double?
 
     private var storage: [Reading] = []
+    private var sizes: [Int] = []
     private var head = 0
+    /// Estimated bytes held by the readings in the window.
+    public private(set) var bytes = 0
 
     /// At least one of `maxCount` (1…10000) and `span` (> 0 s) must be given.
     public init(maxCount: Int? = nil, span: Double? = nil) {
@@ -39,26 +49,37 @@ public struct ReadingWindow: Sendable {
     /// Adds a reading and drops those that fall out of the window. `now` (default: the reading's
     /// timestamp) is the time the span is measured back from.
     public mutating func append(_ reading: Reading, now: Double? = nil) {
+        let size = 2 * JSON.object(reading.fields).serialized.utf8.count + 256
         storage.append(reading)
+        sizes.append(size)
+        bytes += size
         let limit = Swift.min(maxCount ?? ReadingWindow.hardLimit, ReadingWindow.hardLimit)
-        if count > limit { head += count - limit }
+        while count > limit || (bytes > Self.maxBytes && count > 1) { dropOldest() }
         prune(now: now ?? reading.timestamp)
+    }
+
+    private mutating func dropOldest() {
+        bytes -= sizes[head]
+        head += 1
     }
 
     /// Drops readings older than `now - span` (a route evaluated on a timer calls this first).
     public mutating func prune(now: Double) {
         if let span {
-            while head < storage.count, storage[head].timestamp < now - span { head += 1 }
+            while head < storage.count, storage[head].timestamp < now - span { dropOldest() }
         }
         if head > 64 && head * 2 > storage.count {
             storage.removeFirst(head)
+            sizes.removeFirst(head)
             head = 0
         }
     }
 
     public mutating func removeAll() {
         storage.removeAll()
+        sizes.removeAll()
         head = 0
+        bytes = 0
     }
 
     /// The values of a field, oldest first, skipping readings without it.

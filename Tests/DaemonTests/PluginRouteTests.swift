@@ -31,6 +31,31 @@ import TestKit
         labels: [ok, hot]
     """
 
+    /// A plugin that reports on ever new topics cannot grow a route's windows without bound: at
+    /// most `maxWindowsPerRoute`, the one updated longest ago replaced.
+    @Test func windowsPerRouteAreBounded() throws {
+        let t = RecordingTransport()
+        let backend = FakeBackend()
+        let core = DaemonCore(config: try testConfig(routes: Self.routes), backend: backend, transport: t)
+        for i in 0..<100 {
+            core.handle(reading: Reading(topicSuffix: "s\(i)", fields: ["t": .number(Double(i))], timestamp: 1000 + Double(i)),
+                        topic: "bitnetd/sensors/probe/s\(i)")
+        }
+        #expect(core.intake.windowCounts["w"] == ReadingWindow.maxWindowsPerRoute)
+        core.startWorker()
+        // The newest topic kept its window (n = 2 now); the oldest lost it (n = 1, a fresh one).
+        core.handle(reading: Reading(topicSuffix: "s99", fields: ["t": .number(1)], timestamp: 2000), topic: "bitnetd/sensors/probe/s99")
+        core.handle(reading: Reading(topicSuffix: "s0", fields: ["t": .number(1)], timestamp: 2001), topic: "bitnetd/sensors/probe/s0")
+        // (Earlier jobs of the flood may have been dropped from the queue; the last two are there.)
+        _ = poll(timeoutS: 10) { backend.order.withLock { $0.contains { $0.hasPrefix("s99 n=2") } && $0.last?.hasPrefix("s0 ") == true } }
+        let prompts = backend.order.withLock { $0 }
+        #expect(prompts.last { $0.hasPrefix("s99 ") }?.hasPrefix("s99 n=2") == true, "\(prompts.suffix(6))")
+        #expect(prompts.last { $0.hasPrefix("s0 ") }?.hasPrefix("s0 n=1") == true, "\(prompts.suffix(6))")
+        #expect(core.intake.windowCounts["w"] == ReadingWindow.maxWindowsPerRoute)
+        core.beginShutdown(drainTimeoutS: 5)
+        core.finishShutdown()
+    }
+
     @Test func windowedRouteRendersTheWindowAndDebounceHoldsRepeats() throws {
         let t = RecordingTransport()
         let backend = FakeBackend()

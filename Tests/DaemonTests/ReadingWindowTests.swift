@@ -102,4 +102,16 @@ import TestKit
         #expect(decisions.map { d.shouldPublish($0.0, now: $0.1) } == [true, false, false, false, true])
         #expect(d.lastPublished == "hot")
     }
+
+    @Test func aWindowHoldsAtMostMaxBytes() {
+        var w = ReadingWindow(maxCount: 10_000)
+        let big = String(repeating: "x", count: 10_000)
+        for i in 0..<1000 { w.append(Reading(topicSuffix: "a", fields: ["s": .string(big), "i": .number(Double(i))], timestamp: Double(i))) }
+        #expect(w.bytes <= ReadingWindow.maxBytes && w.count >= 10 && w.count < 20, "\(w.count) readings, \(w.bytes) bytes")
+        #expect(w.last?.fields["i"] == .number(999), "the newest readings are kept")
+        // Small readings: the count limit applies as before.
+        var small = ReadingWindow(maxCount: 100)
+        for i in 0..<1000 { small.append(Reading(topicSuffix: "a", fields: ["t": .number(Double(i))], timestamp: Double(i))) }
+        #expect(small.count == 100 && small.bytes < ReadingWindow.maxBytes)
+    }
 }
