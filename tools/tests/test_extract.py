@@ -78,7 +78,9 @@ RUNS_PER_SCHEMA = 46  # 23 schemas × 46 ≈ 1,060 generations
 def models():
     d = tempfile.mkdtemp(prefix="bitnetd-extract-")
     out = []
-    for seed, extra in [(11, []), (12, ["--type", "tq2_0", "--embd", "256", "--ff", "256", "--heads", "4", "--kv-heads", "4"])]:
+    # I2_S with byte-level BPE, TQ2_0, and a SentencePiece vocabulary (▁ and <0xHH> tokens).
+    for seed, extra in [(11, []), (12, ["--type", "tq2_0", "--embd", "256", "--ff", "256", "--heads", "4", "--kv-heads", "4"]),
+                        (13, ["--arch", "bitnet", "--tokenizer", "llama"])]:
         path = os.path.join(d, f"random-{seed}.gguf")
         run_engine(["dev", "make-model", "--out", path, "--seed", seed, "--vocab", "2000"] + extra)
         out.append(path)
@@ -116,7 +118,7 @@ def test_every_output_parses_and_validates(models):
             # A different request each run: a random model's next-token distribution is peaked,
             # so which values are likely depends on the context.
             prompt = f"Request {k}: {WORDS[k % len(WORDS)]} in {WORDS[(k * 7 + i) % len(WORDS)]} {k % 13}. Command:"
-            text, _ = generate(paths[k % 2], sp, seed=1000 + k, temperature=1.0 if k % 4 else 0.6,
+            text, _ = generate(paths[k % 3], sp, seed=1000 + k, temperature=1.0 if k % 4 else 0.6,
                                max_tokens=48 + (k % 5) * 16, prompt=prompt)
             value = json.loads(text)  # parses
             errors = list(validator.iter_errors(value))
@@ -143,17 +145,16 @@ def test_every_output_parses_and_validates(models):
 
 def test_greedy_picks_the_best_allowed_token(models):
     d, paths = models
-    model = paths[0]
-    for i in [8, 13, 15, 19]:
+    for model, i in [(paths[0], 8), (paths[0], 13), (paths[0], 15), (paths[0], 19), (paths[2], 13), (paths[2], 9)]:
         sp = write_schema(d, 100 + i, SCHEMAS[i])
-        trace_path = os.path.join(d, f"trace-{i}.jsonl")
+        trace_path = os.path.join(d, f"trace-{i}-{os.path.basename(model)}.jsonl")
         prompt = "Request: too hot in house 2. Command:"
         text, _ = generate(model, sp, seed=1, temperature=0, max_tokens=48, prompt=prompt, trace=trace_path)
         steps = [json.loads(l) for l in open(trace_path)]
         assert steps, "no trace"
         prompt_ids = [int(x) for x in run_engine(["tokenize", "--model", model, "--text", prompt]).stdout.split()]
         ids = prompt_ids + [s["token"] for s in steps]
-        out = os.path.join(d, f"logits-{i}.bin")
+        out = os.path.join(d, f"logits-{i}-{os.path.basename(model)}.bin")
         # The same passes as the generation: forced runs as one batch each, sampled tokens alone.
         chunks = []
         for s in steps:
