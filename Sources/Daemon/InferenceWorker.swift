@@ -151,70 +151,61 @@ public final class InferenceWorker: @unchecked Sendable {
             switch route.task {
             case .decide:
                 finishDecide(job, try backend(for: route).decide(prompt: job.prompt, labels: route.labels, cacheKey: route.name))
-            case .extract:
-                var options = GenerateOptions()
-                options.maxTokens = route.maxTokens
-                options.temperature = route.temperature
-                options.schema = route.schema
-                options.chat = route.chat
-                let r: GenerateResult
-                do {
-                    r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
-                } catch let e as SchemaFailure {
-                    publisher.fail(job, BadInput("schema_failed", e.description))
-                    return
-                }
-                if r.stopReason == .cancelled {
-                    publisher.fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))
-                    return
-                }
-                guard let value = try? JSON.parse(r.text) else {
-                    publisher.fail(job, BadInput("schema_failed", "the generated text is not JSON: \(r.text.prefix(200))"))
-                    return
-                }
-                var answered = job
-                if route.outputTopic.readsValue && !job.isResponse {
-                    switch Router.renderOutputTopic(route: route, inputTopic: job.inputTopic, value: value) {
-                    case .success(let t): answered.replyTopic = t
-                    case .failure(let bad):
-                        publisher.fail(job, bad)
-                        return
-                    }
-                }
-                let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
-                if !debounced(answered, value: r.text) { return }
-                let doc = Payloads.decision(
-                    route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
-                    promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
-                    latencyMs: latency, model: backend(for: route).modelName, ts: isoTimestamp(), correlation: job.correlationData,
-                    extracted: (value, r.forcedTokens))
-                publisher.publishDecision(answered, doc)
-                stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens + r.generatedTokens,
-                              engineMs: r.promptMs + r.generateMs)
-            case .generate:
-                var options = GenerateOptions()
-                options.maxTokens = route.maxTokens
-                options.temperature = route.temperature
-                options.stop = route.stop
-                options.chat = route.chat
-                let r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
-                if r.stopReason == .cancelled {
-                    publisher.fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))
-                    return
-                }
-                let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
-                if !debounced(job, value: r.text) { return }
-                let doc = Payloads.decision(
-                    route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
-                    promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
-                    latencyMs: latency, model: backend(for: route).modelName, ts: isoTimestamp(), correlation: job.correlationData)
-                publisher.publishDecision(job, doc)
-                stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens + r.generatedTokens,
-                              engineMs: r.promptMs + r.generateMs)
+            case .generate, .extract:
+                try runGeneration(job)
             }
         } catch {
             publisher.fail(job, BadInput("inference_failed", "\(error)"))
         }
+    }
+
+    /// A generate or extract job: free text, or JSON valid for the route's schema (whose parsed
+    /// value may choose the output topic, `{{value.F}}`).
+    private func runGeneration(_ job: Job) throws {
+        let route = job.route
+        var options = GenerateOptions()
+        options.maxTokens = route.maxTokens
+        options.temperature = route.temperature
+        options.chat = route.chat
+        if route.task == .extract { options.schema = route.schema } else { options.stop = route.stop }
+        let r: GenerateResult
+        do {
+            r = try backend(for: route).generate(prompt: job.prompt, options: options) { [self] _ in !pastDrainDeadline() }
+        } catch let e as SchemaFailure {
+            publisher.fail(job, BadInput("schema_failed", e.description))
+            return
+        }
+        if r.stopReason == .cancelled {
+            publisher.fail(job, BadInput("shutting_down", "generation cancelled: the daemon is stopping"))
+            return
+        }
+        var answered = job
+        var extracted: (value: JSON, forced: Int)?
+        if route.task == .extract {
+            guard let value = try? JSON.parse(r.text) else {
+                publisher.fail(job, BadInput("schema_failed", "the generated text is not JSON: \(r.text.prefix(200))"))
+                return
+            }
+            extracted = (value, r.forcedTokens)
+            if route.outputTopic.readsValue && !job.isResponse {
+                switch Router.renderOutputTopic(route: route, inputTopic: job.inputTopic, value: value) {
+                case .success(let t): answered.replyTopic = t
+                case .failure(let bad):
+                    publisher.fail(job, bad)
+                    return
+                }
+            }
+        }
+        let latency = Double(monotonicNanoseconds() - job.receivedAt) / 1e6
+        if !debounced(answered, value: r.text) { return }
+        let doc = Payloads.decision(
+            route: route.name, inputTopic: job.inputTopic, label: nil, probabilities: [], text: r.text,
+            promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, generatedTokens: r.generatedTokens,
+            latencyMs: latency, model: backend(for: route).modelName, ts: isoTimestamp(), correlation: job.correlationData,
+            extracted: extracted)
+        publisher.publishDecision(answered, doc)
+        stats.decided(latencyMs: latency, tokens: r.promptTokens - r.cachedTokens + r.generatedTokens,
+                      engineMs: r.promptMs + r.generateMs)
     }
 
     /// `log.level: debug` shows the exact prompt of every job (`bitnetd prompt` renders the same

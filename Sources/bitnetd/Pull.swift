@@ -268,7 +268,7 @@ final class Transfer {
         if showProgress && !headOnly { writeFD(2, "\n") }
         let http = Int(bn_curl_response_code(c))
         if http != 0 { status = http }
-        let detail = String(cString: errbuf)
+        let detail = String(decoding: errbuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return (code, status, detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
     }
 }
