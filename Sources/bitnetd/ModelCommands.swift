@@ -372,10 +372,16 @@ struct Decide: ParsableCommand {
     @OptionGroup var options: ModelOptions
 
     @Option(help: "The prompt text; each label is scored as the text that follows it.")
-    var prompt: String
+    var prompt: String?
 
     @Option(help: "Comma-separated labels.")
-    var labels: String
+    var labels: String?
+
+    @Option(name: .customLong("label"), help: "One label (repeatable; for labels that contain commas), instead of --labels.")
+    var labelList: [String] = []
+
+    @Flag(help: "Decide every prompt read from stdin (JSON Lines: one JSON string per line), printing one JSON answer per line in order; one model load for all, and the prompts' common prefix is computed once.")
+    var stdin = false
 
     @Option(help: "Answer 'unsure' when the best probability is below this.")
     var minConfidence: Double = 0
@@ -383,16 +389,50 @@ struct Decide: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        if (prompt != nil) == stdin { throw ValidationError("give --prompt or --stdin") }
+        if (labels != nil) == !labelList.isEmpty { throw ValidationError("give --labels or --label (repeatable)") }
+    }
+
+    func answer(_ r: DecideResult, model: String) -> String {
+        let best = r.probabilities[r.best] < minConfidence ? "unsure" : r.labels[r.best]
+        let probs = zip(r.labels, r.probabilities).map { "\(jsonString($0)):\(jsonNumber($1))" }.joined(separator: ",")
+        return "{\"label\":\(jsonString(best)),\"probabilities\":{\(probs)},\"tokens\":{\"prompt\":\(r.promptTokens),\"cached\":\(r.cachedTokens)},\"latency_ms\":\(fmt(r.elapsedMs, 3)),\"model\":\(jsonString(model))}"
+    }
+
     func run() throws {
-        let list = labels.split(separator: ",").map(String.init)
+        let list = labelList.isEmpty ? labels!.split(separator: ",").map(String.init) : labelList
         guard !list.isEmpty else { throw ValidationError("--labels needs at least one label") }
+        if stdin {
+            let engine: Engine
+            do { engine = try options.engine() } catch { throw fail(error) }
+            var n = 0, failed = 0
+            while let line = readLine(strippingNewline: true) {
+                n += 1
+                guard case .string(let p)? = try? JSON.parse(line) else {
+                    eprint("bitnetd decide: line \(n): expected a JSON string")
+                    print("null")
+                    failed += 1
+                    continue
+                }
+                do {
+                    print(answer(try engine.decide(prompt: p, labels: list, cacheKey: "stdin"), model: engine.modelName))
+                } catch {
+                    eprint("bitnetd decide: line \(n): \(error)")
+                    print("null")
+                    failed += 1
+                }
+                fflush(nil)
+            }
+            if failed > 0 { throw ExitCode(1) }
+            return
+        }
         do {
             let engine = try options.engine()
-            let r = try engine.decide(prompt: prompt, labels: list)
+            let r = try engine.decide(prompt: prompt!, labels: list)
             let best = r.probabilities[r.best] < minConfidence ? "unsure" : r.labels[r.best]
             if json {
-                let probs = zip(r.labels, r.probabilities).map { "\(jsonString($0)):\(jsonNumber($1))" }.joined(separator: ",")
-                print("{\"label\":\(jsonString(best)),\"probabilities\":{\(probs)},\"tokens\":{\"prompt\":\(r.promptTokens),\"cached\":\(r.cachedTokens)},\"latency_ms\":\(fmt(r.elapsedMs, 3)),\"model\":\(jsonString(engine.modelName))}")
+                print(answer(r, model: engine.modelName))
             } else {
                 print(best)
                 for (l, p) in zip(r.labels, r.probabilities) { eprint("  \(l): \(fmt(p, 4))") }

@@ -110,3 +110,33 @@ import TestKit
         }
     }
 }
+
+/// `bitnetd decide --stdin`: many prompts, one model load, answers in order and identical to one
+/// `decide` per prompt; `--label` takes labels with commas.
+@Suite struct DecideStdinTests {
+    @Test func batchAnswersEqualSingleAnswers() throws {
+        let dir = Fixture.tempDir()
+        let prompts = ["The door is open. Answer:", "The door is closed. Answer:", "Temperature 31, humid. Answer:"]
+        let input = dir + "/in.jsonl"
+        Fixture.write(input, prompts.map { "\"\($0)\"" }.joined(separator: "\n") + "\n42\n")
+        let out = dir + "/out.txt"
+        let rc = Fixture.run(["/bin/sh", "-c", "\"$@\" < \(input)", "sh", Fixture.binary, "decide", "--model", Fixture.model,
+                              "--threads", "1", "--stdin", "--label", "ok", "--label", "alert, now", "--json"], output: out)
+        // (The output file has stderr too: keep the answers.)
+        let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            .filter { $0.hasPrefix("{") || $0 == "null" }
+        #expect(rc == 1 && lines.count == 4 && lines.last == "null", "the non-string line fails alone: \(lines)")
+        func probabilities(_ json: String) -> String {
+            guard let r = json.range(of: "\"probabilities\":"), let e = json[r.upperBound...].firstIndex(of: "}") else { return "" }
+            return String(json[r.upperBound...e])
+        }
+        for (i, p) in prompts.enumerated() {
+            let single = dir + "/single\(i).txt"
+            #expect(Fixture.run([Fixture.binary, "decide", "--model", Fixture.model, "--threads", "1", "--prompt", p,
+                                 "--label", "ok", "--label", "alert, now", "--json"], output: single) == 0)
+            let one = (try? String(contentsOfFile: single, encoding: .utf8)) ?? ""
+            #expect(!probabilities(one).isEmpty && probabilities(lines[i]) == probabilities(one), "\(lines[i]) vs \(one)")
+            #expect(one.contains("\"alert, now\""))
+        }
+    }
+}

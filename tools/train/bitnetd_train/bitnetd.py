@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -107,10 +108,15 @@ def render_prompts(binary, config, route, records):
     return prompts
 
 
+def _label_args(labels):
+    # One --label each: labels may contain commas.
+    return [a for l in labels for a in ("--label", l)]
+
+
 def decide(binary, model, prompt, labels, min_confidence=0.0, threads=1):
     """One `bitnetd decide --json` → its JSON answer (label, probabilities, latency_ms, …)."""
     cmd = [binary, "decide", "--model", model, "--threads", str(threads), "--prompt", prompt,
-           "--labels", ",".join(labels), "--min-confidence", repr(float(min_confidence)), "--json"]
+           *_label_args(labels), "--min-confidence", repr(float(min_confidence)), "--json"]
     p = _run(cmd, timeout=600)
     if p.returncode != 0:
         raise environment(f"bitnetd decide failed (exit {p.returncode}) on {model}:\n"
@@ -119,12 +125,47 @@ def decide(binary, model, prompt, labels, min_confidence=0.0, threads=1):
 
 
 def decide_many(binary, model, prompts, labels, min_confidence=0.0, workers=1, on_done=None):
-    """decide() for each prompt, `workers` processes at a time (one engine thread each), in order;
-    on_done(i, answer) is called as answers arrive (for progress and caches)."""
-    def one(i):
-        a = decide(binary, model, prompts[i], labels, min_confidence)
-        if on_done:
-            on_done(i, a)
-        return a
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        return list(ex.map(one, range(len(prompts))))
+    """decide() for each prompt, answers in order: `workers` `bitnetd decide --stdin` processes
+    (one engine thread each) over contiguous shares of the prompts — one model load per process
+    (a large teacher is loaded once, not once per reading), the prompts' common prefix computed
+    once. on_done(i, answer) is called as answers arrive (for progress and caches)."""
+    answers = [None] * len(prompts)
+    n = max(1, min(workers, len(prompts)))
+    bounds = [round(k * len(prompts) / n) for k in range(n + 1)]
+
+    def share(k):
+        lo, hi = bounds[k], bounds[k + 1]
+        if lo == hi:
+            return
+        cmd = [binary, "decide", "--model", model, "--threads", "1", "--stdin", *_label_args(labels),
+               "--min-confidence", repr(float(min_confidence)), "--json"]
+        for attempt in range(30):
+            try:
+                p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                break
+            except OSError as e:
+                if e.errno not in (errno.ETXTBSY, errno.ENOENT) or attempt == 29:
+                    raise environment(f"cannot run {binary}: {e}")
+                time.sleep(2)
+        feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(q) + "\n" for q in prompts[lo:hi])),
+                                                  p.stdin.close()), daemon=True)
+        feeder.start()
+        i = lo
+        for line in p.stdout:
+            a = json.loads(line)
+            if a is None:
+                break
+            answers[i] = a
+            if on_done:
+                on_done(i, a)
+            i += 1
+        err = p.stderr.read()
+        p.wait()
+        feeder.join()
+        if p.returncode != 0 or i != hi:
+            raise environment(f"bitnetd decide --stdin failed (exit {p.returncode}) on {model} at prompt {i}:\n"
+                              f"{err.strip()[-2000:]}")
+
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        list(ex.map(share, range(n)))
+    return answers

@@ -154,9 +154,6 @@ def check_route(r):
     for l, t in zip(r.labels, trimmed):
         if not t:
             raise bad_input(f"{r.where}: route '{r.name}' has an empty label")
-        if "," in l:
-            raise bad_input(f"{r.where}: label {l!r} contains a comma, which `bitnetd decide "
-                            "--labels` (used to evaluate the model) cannot pass; rename it")
     dup = {t for t in trimmed if trimmed.count(t) > 1}
     if dup:
         raise bad_input(f"{r.where}: labels {sorted(dup)} appear twice (after trimming spaces)")
