@@ -55,20 +55,7 @@ struct SyntheticVocabulary {
             let merged = l + r
             merges.append(l + " " + r)
             if index[merged] == nil { add(merged) }
-            words = words.map { w in
-                var out: [String] = []
-                var k = 0
-                while k < w.count {
-                    if k + 1 < w.count && w[k] == l && w[k + 1] == r {
-                        out.append(merged)
-                        k += 2
-                    } else {
-                        out.append(w[k])
-                        k += 1
-                    }
-                }
-                return out
-            }
+            words = applyMerge(l, r, to: words)
         }
         // Pad with random merges of existing tokens.
         var rng = SplitMixXoshiro(seed: seed ^ 0xB0CA)
@@ -140,20 +127,7 @@ struct SyntheticSentencePiece {
             let merged = parts[0] + parts[1]
             add(merged, 1, score)
             score -= 1
-            words = words.map { w in
-                var out: [String] = []
-                var k = 0
-                while k < w.count {
-                    if k + 1 < w.count && w[k] == parts[0] && w[k + 1] == parts[1] {
-                        out.append(merged)
-                        k += 2
-                    } else {
-                        out.append(w[k])
-                        k += 1
-                    }
-                }
-                return out
-            }
+            words = applyMerge(parts[0], parts[1], to: words)
         }
         var rng = SplitMixXoshiro(seed: seed ^ 0x5350)
         let learned = tokens.count
@@ -166,6 +140,25 @@ struct SyntheticSentencePiece {
                 add("▁" + a + b + "\(tokens.count)", 1, score)  // keep the count moving on collisions
             }
         }
+    }
+}
+
+/// Every adjacent `l`, `r` in each word replaced by `l + r`, left to right (one BPE training step).
+func applyMerge(_ l: String, _ r: String, to words: [[String]]) -> [[String]] {
+    let merged = l + r
+    return words.map { w in
+        var out: [String] = []
+        var k = 0
+        while k < w.count {
+            if k + 1 < w.count && w[k] == l && w[k + 1] == r {
+                out.append(merged)
+                k += 2
+            } else {
+                out.append(w[k])
+                k += 1
+            }
+        }
+        return out
     }
 }
 
