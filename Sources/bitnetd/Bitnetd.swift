@@ -10,7 +10,7 @@ struct Bitnetd: ParsableCommand {
         Set BITNETD_KERNEL=scalar|avx2|avx512|neon|dotprod to force a kernel path.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, CheckConfig.self, Prompt.self, Inspect.self, Tokenize.self, Pull.self, Generate.self, Decide.self, Logits.self,
+        subcommands: [Run.self, CheckConfig.self, Prompt.self, Inspect.self, Tokenize.self, Pull.self, Selftest.self, Generate.self, Decide.self, Logits.self,
                       Bench.self, Dev.self]
     )
 }

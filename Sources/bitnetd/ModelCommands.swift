@@ -448,3 +448,4 @@ struct Decide: ParsableCommand {
 
 extension LMHead: ExpressibleByArgument {}
 extension ModelGraph: ExpressibleByArgument {}
+extension KernelPath: ExpressibleByArgument {}

@@ -140,3 +140,18 @@ import TestKit
         }
     }
 }
+
+/// `bitnetd selftest`: every kernel path of this CPU and the tiny model pass; JSON shape.
+@Suite struct SelftestCommandTests {
+    @Test func passesHereWithJSON() throws {
+        let out = Fixture.tempDir() + "/selftest.json"
+        #expect(Fixture.run([Fixture.binary, "selftest", "--json"], output: out) == 0)
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any]
+        let paths = doc?["paths"] as? [[String: Any]] ?? []
+        #expect(doc?["schema"] as? Int == 1 && paths.contains { $0["name"] as? String == "scalar" })
+        #expect(paths.allSatisfy { $0["pass"] as? Bool == true && ($0["cases"] as? Int ?? 0) >= 20 }, "\(paths)")
+        #expect((doc?["model"] as? [String: Any])?["pass"] as? Bool == true)
+        let bad = Fixture.tempDir() + "/bad.txt"
+        #expect(Fixture.run([Fixture.binary, "selftest", "--kernel", "neon-not-here"], output: bad) != 0)
+    }
+}

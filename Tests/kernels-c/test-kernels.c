@@ -922,6 +922,13 @@ int main(int argc, char **argv) {
         const int before = n_failed;
         kernel_set ks = set_from_table(k);
         run_set(&ks);
+        /* The same path through `bitnetd selftest`'s cases (so they run under qemu for ARM too). */
+        {
+            int cases = 0;
+            char msg[512];
+            int failures = tk_selftest(k, &cases, msg, sizeof msg);
+            check(failures == 0 && cases >= 20, "tk_selftest(%s): %d of %d cases failed: %s", k->name, failures, cases, msg);
+        }
         printf("path %-8s %s\n", k->name, n_failed == before ? "ok" : "FAILED");
 #if defined(__x86_64__)
         if (p == TK_PATH_AVX512) {

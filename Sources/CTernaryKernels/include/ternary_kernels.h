@@ -229,6 +229,11 @@ tk_path tk_best_path(void);
 /* The traits table for `path` (operations a path does not accelerate point at the reference),
  * or NULL when tk_path_available(path) == 0. Tables are static; never freed. */
 const tk_kernels *tk_kernels_get(tk_path path);
+
+/* `bitnetd selftest`: runs every operation of `k` against the scalar references on generated data
+ * (integer kernels bit-exact, float-weight kernels within 1e-5 of Σ|w·x|). Returns the number of
+ * failed cases; *cases gets the number run; msg (cap bytes) a "; "-separated list of failures. */
+int tk_selftest(const tk_kernels *k, int *cases, char *msg, size_t cap);
 /* Parses "scalar|avx2|avx512|neon|dotprod"; returns -1 for an unknown name. */
 int tk_path_from_name(const char *name);
 const char *tk_path_name(tk_path path);
