@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Platform", "JSONValue", "ConfigTree", "DaemonConfig", "Mosquitto",
                                                         "SensorPlugins", "BitNet", "TestKit"]),
         // The built `bitnetd` as a process: end to end with a real broker, signals, systemd, CLI.
-        .testTarget(name: "IntegrationTests", dependencies: ["Mosquitto", "Platform", "GGUF", "TestKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Mosquitto", "Platform", "GGUF", "BitNet", "TestKit"]),
     ]
 )
 

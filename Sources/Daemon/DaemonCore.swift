@@ -21,12 +21,14 @@ public final class DaemonCore: @unchecked Sendable {
     private var worker: pthread_t?
 
     /// `routeBackends`: the engines of `routes[].model` files, by resolved path.
+    /// `kernel`: the kernel path in use and those skipped because their start-up self-test failed
+    /// (reported in the stats document).
     public init(config: BitnetdConfig, backend: InferenceBackend, routeBackends: [String: InferenceBackend] = [:],
-                transport: MQTTTransport) {
+                transport: MQTTTransport, kernel: (path: String, skipped: [String]) = ("", [])) {
         stats = Stats()
         queue = JobQueue(capacity: config.queue.size, policy: config.queue.overflow)
         publisher = Publisher(config: config, transport: transport, stats: stats, modelName: backend.modelName,
-                              routeModelNames: routeBackends.mapValues(\.modelName))
+                              routeModelNames: routeBackends.mapValues(\.modelName), kernel: kernel)
         intake = Intake(config: config, queue: queue, publisher: publisher, stats: stats)
         inference = InferenceWorker(config: config, backend: backend, routeBackends: routeBackends, queue: queue, publisher: publisher, stats: stats)
     }

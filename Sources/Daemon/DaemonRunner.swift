@@ -21,6 +21,7 @@ import Services
 public enum DaemonRunner {
     static let logger = Logger(label: "bitnetd")
 
+
     /// Exit codes: 0 clean stop, 1 bad configuration or failed start-up check, 2 unreadable
     /// configuration, 3 model or broker set-up failure.
     public static func run(configPath: String) -> Int32 {
@@ -47,13 +48,30 @@ public enum DaemonRunner {
 
         if let code = checkModels(config) { return code }
 
+        // The kernel cases of the path about to be used (`bitnetd selftest` without the model
+        // check): a failing path is skipped for the next one, or refused when forced.
+        let kernel: KernelPath
+        var skipped: [String] = []
+        do {
+            let forced = try config.model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
+            let checked = try KernelSet.checkedPath(forced: forced)
+            kernel = checked.path
+            if !checked.failed.isEmpty {
+                logger.error("kernel self-test failed for \(checked.failed.joined(separator: "; ")); using \(kernel.rawValue) instead (run `bitnetd selftest` and report it)")
+            }
+            skipped = checked.failed.map { String($0.prefix { $0 != " " }) }
+        } catch {
+            logger.critical("\(error)")
+            return 3
+        }
+
         let engine: Engine
         var routeEngines: [String: Engine] = [:]
         do {
-            engine = try loadEngine(config.model.path, config.model)
+            engine = try loadEngine(config.model.path, config.model, kernel: kernel)
             for path in config.routeModels where path != config.model.path {
                 let own = try StartupChecks.routeModelContext(path: path, requested: config.model.context)
-                routeEngines[path] = try loadEngine(path, config.model, contextLength: own)
+                routeEngines[path] = try loadEngine(path, config.model, contextLength: own, kernel: kernel)
             }
             // A route may name the main model too (and may switch to it on SIGHUP).
             routeEngines[config.model.path] = engine
@@ -93,7 +111,8 @@ public enum DaemonRunner {
             logger.critical("\(error)")
             return 3
         }
-        let core = DaemonCore(config: config, backend: engine, routeBackends: routeEngines, transport: client)
+        let core = DaemonCore(config: config, backend: engine, routeBackends: routeEngines, transport: client,
+                              kernel: (engine.kernelName, skipped))
         if let hold = getenv("BITNETD_TEST_HOLD_JOBS") { core.inference.holdWhileExists = String(cString: hold) }
         connect(client, to: core, config.mqtt)
         let mqtt = MQTTService(client: client, core: core, logger: Logger(label: "mqtt"))
@@ -147,11 +166,10 @@ public enum DaemonRunner {
     }
 
     /// One engine with the configuration's options (`contextLength` overrides `model.context`).
-    static func loadEngine(_ path: String, _ model: ModelConfig, contextLength: Int? = nil) throws(ModelLoadFailure) -> Engine {
+    static func loadEngine(_ path: String, _ model: ModelConfig, contextLength: Int? = nil, kernel: KernelPath) throws(ModelLoadFailure) -> Engine {
         do {
             var options = EngineOptions(threads: model.threads, contextLength: contextLength ?? model.context)
-            // The config's names were checked against the same lists when it was read.
-            options.kernel = try model.kernel.flatMap { KernelPath(rawValue: $0) } ?? KernelPath.fromEnvironment()
+            options.kernel = kernel
             options.preTokenizer = model.preTokenizer.flatMap { PreTokenizer(rawValue: $0) }
             options.lmHead = LMHead(rawValue: model.lmHead) ?? .file
             options.graph = ModelGraph(rawValue: model.graph)

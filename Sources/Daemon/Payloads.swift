@@ -59,7 +59,8 @@ public enum Payloads {
         return .object(o)
     }
 
-    public static func stats(_ s: StatsSnapshot, models: [(name: String, path: String, routes: [String])] = []) -> JSON {
+    public static func stats(_ s: StatsSnapshot, models: [(name: String, path: String, routes: [String])] = [],
+                             kernel: (path: String, skipped: [String]) = ("", [])) -> JSON {
         .object([
             "schema": .number(Double(schema)),
             "uptime_s": .number(s.uptimeS.rounded()),
@@ -77,6 +78,8 @@ public enum Payloads {
             "models": .array(models.map { m in
                 .object(["name": .string(m.name), "path": .string(m.path), "routes": .array(m.routes.map { .string($0) })])
             }),
+            // The kernel path in use; `selftest_failed`: faster paths skipped at start-up.
+            "kernel": .object(["path": .string(kernel.path), "selftest_failed": .array(kernel.skipped.map { .string($0) })]),
         ])
     }
 

@@ -34,15 +34,18 @@ public final class Publisher: Sendable {
     private let modelName: String
     /// Names of the `routes[].model` engines, by path (for the stats document).
     private let routeModelNames: [String: String]
+    /// The kernel path in use and those whose start-up self-test failed (stats document).
+    private let kernel: (path: String, skipped: [String])
     private let logger = Logger(label: "bitnetd")
     private let throttle = ErrorThrottle()
 
     public init(config: BitnetdConfig, transport: MQTTTransport, stats: Stats, modelName: String,
-                routeModelNames: [String: String] = [:]) {
+                routeModelNames: [String: String] = [:], kernel: (path: String, skipped: [String]) = ("", [])) {
         state = Mutex(State(transport: transport, config: config))
         self.stats = stats
         self.modelName = modelName
         self.routeModelNames = routeModelNames
+        self.kernel = kernel
     }
 
     public var transport: MQTTTransport { state.withLock { $0.transport } }
@@ -195,7 +198,7 @@ public final class Publisher: Sendable {
     public func publishStats(queue: Int) {
         let (t, config) = state.withLock { ($0.transport, $0.config) }
         let topic = config.mqtt.statsTopic
-        let doc = Payloads.stats(stats.snapshot(queue: queue, outbox: outboxCount), models: modelsInUse(config))
+        let doc = Payloads.stats(stats.snapshot(queue: queue, outbox: outboxCount), models: modelsInUse(config), kernel: kernel)
         try? t.publish(topic: topic, payload: Array(doc.serialized.utf8), qos: 0, retain: true, properties: MQTTPublishProperties())
     }
 

@@ -417,7 +417,7 @@ func keysInOrder(_ m: MQTTMessage) -> [String] {
         try #require(stats.count >= 1)
         #expect(stats[0].retain)
         #expect(keysInOrder(stats[0]) == ["schema", "uptime_s", "received", "decided", "errors", "dropped", "queue", "latency_ms", "tokens_per_s", "rss_bytes",
-                                             "dropped_readings", "suppressed_errors", "outbox", "models"])
+                                             "dropped_readings", "suppressed_errors", "outbox", "models", "kernel"])
         #expect((stats[0].json["rss_bytes"] as? Int ?? 0) > 1_000_000)
     }
 }

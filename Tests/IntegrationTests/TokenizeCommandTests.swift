@@ -1,4 +1,5 @@
 import Foundation
+import BitNet
 import GGUF
 import Glibc
 import Testing
@@ -153,5 +154,27 @@ import TestKit
         #expect((doc?["model"] as? [String: Any])?["pass"] as? Bool == true)
         let bad = Fixture.tempDir() + "/bad.txt"
         #expect(Fixture.run([Fixture.binary, "selftest", "--kernel", "neon-not-here"], output: bad) != 0)
+    }
+}
+
+/// At start-up the daemon runs the kernel cases of the path it is about to use: a failing path is
+/// skipped for the next one (logged, in the stats document), or refused when it was forced.
+@Suite(.serialized) struct StartupSelftestTests {
+    @Test func aFailingPathFallsBackOrIsRefusedWhenForced() throws {
+        let best = KernelSet.availablePaths.last!
+        guard best != "scalar" else { return }  // nothing to fall back from on a scalar-only CPU
+        let broker = try Broker()
+        let observer = try Observer(port: broker.port, topics: ["bitnetd/stats"])
+        let daemon = DaemonProcess(config: daemonConfig(port: broker.port, statsInterval: 1), env: ["BITNETD_TEST_FAIL_SELFTEST": best])
+        defer { daemon.stop() }
+        #expect(daemon.waitForLog("kernel self-test failed for \(best)"), "\(daemon.log)")
+        let stats = try #require(observer.wait(for: 1, on: "bitnetd/stats").last, "\(daemon.log)")
+        let kernel = stats.json["kernel"] as? [String: Any]
+        #expect(kernel?["selftest_failed"] as? [String] == [best] && kernel?["path"] as? String != best, "\(stats.text)")
+        #expect(daemon.stop() == 0)
+        // Forced onto the failing path: a start-up error.
+        let forced = DaemonProcess(config: daemonConfig(port: broker.port), env: ["BITNETD_TEST_FAIL_SELFTEST": best, "BITNETD_KERNEL": best])
+        #expect(forced.child?.wait(timeoutS: 30) == 3)
+        #expect(forced.log.contains("fails its self-test"), "\(forced.log)")
     }
 }
