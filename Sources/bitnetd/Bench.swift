@@ -61,6 +61,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    /// `--json`: one document (docs/bench.md, `"schema": 1`) so a board's figures can be pasted.
+    static func jsonDocument(kind: String, rows: [String]) -> String {
+        var u = utsname()
+        uname(&u)
+        let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let cpus = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return "{\"schema\":1,\"bitnetd\":\(jsonString(Bitnetd.configuration.version)),\"kind\":\"\(kind)\",\"machine\":\(jsonString(machine)),\"cpu_features\":\(jsonString(KernelSet.cpuFeatures)),\"cpus\":\(cpus),\"results\":[\(rows.joined(separator: ","))]}"
+    }
+
     @Option(help: "LM head for tg: file (exact) or q8_0 (Q8_0 copy built at load).")
     var lmHead: LMHead = .file
 
@@ -176,7 +185,7 @@ struct Bench: ParsableCommand {
             jsonRows.append("{\"model\":\(jsonString(engine.modelName)),\"model_bytes\":\(engine.modelFileBytes),\"kernel\":\"\(kernel)\",\"threads\":\(engine.threads),\"pp_tokens\":\(prompt),\"pp_tps\":[\(ppRates.map { jsonNumber($0) }.joined(separator: ","))],\"tg_tokens\":\(gen),\"tg_tps\":[\(tgRates.map { jsonNumber($0) }.joined(separator: ","))],\"read_bandwidth_gbs\":\(jsonNumber(bw / 1e9)),\"tg_ceiling_tps\":\(jsonNumber(ceiling)),\"rss_peak_bytes\":\(mem.peak),\"rss_file_bytes\":\(mem.file),\"rss_anon_bytes\":\(mem.anon),\"load_ms\":\(jsonNumber(engine.loadMs))}")
         }
         if json {
-            print("[" + jsonRows.joined(separator: ",") + "]")
+            print(Self.jsonDocument(kind: "tokens", rows: jsonRows))
         } else {
             print("| model | size | kernel | threads | test | t/s (min – median – max) |")
             print("|---|---|---|---|---|---|")
@@ -325,7 +334,7 @@ struct Bench: ParsableCommand {
             out.append("|   prefix cache holds \(engine.prefixCacheBytes) B; anonymous RSS \(rssBefore.anon >> 20) → \(rssAfter.anon >> 20) MiB |")
         }
         if json {
-            print("[" + jsonRows.joined(separator: ",") + "]")
+            print(Self.jsonDocument(kind: "decide", rows: jsonRows))
         } else {
             print("| kernel | threads | variant | prompt tokens | p50 ms | p95 ms | p99 ms | decisions/s |")
             print("|---|---|---|---|---|---|---|---|")
