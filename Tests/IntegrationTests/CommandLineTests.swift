@@ -26,8 +26,11 @@ import TestKit
                                   "--json"] + extra, output: out)
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             #expect(rc == 0, "\(text)")
-            let line = text.split(separator: "\n").first { $0.hasPrefix("[") } ?? ""
-            return (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: Any]]) ?? []
+            // One document (docs/bench.md): {"schema": 1, "kind": "decide", …, "results": [ … ]}.
+            let line = text.split(separator: "\n").first { $0.hasPrefix("{\"schema\"") } ?? ""
+            let doc = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(doc?["schema"] as? Int == 1 && doc?["kind"] as? String == "decide" && (doc?["cpus"] as? Int ?? 0) >= 1)
+            return (doc?["results"] as? [[String: Any]]) ?? []
         }
         let rows = try bench([])
         #expect(rows.map { $0["variant"] as? String ?? "" } == [
