@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "bitnetd",
             dependencies: [
-                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "JSONSchema", "ConfigTree", "CCurl", "CTernaryKernels", "DaemonConfig", "SensorPlugins", "Mosquitto",
+                "Daemon", "BitNet", "BitNetTools", "GGUF", "Platform", "JSONValue", "JSONSchema", "ConfigTree", "CCurl", "DaemonConfig", "SensorPlugins", "Mosquitto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -12,7 +12,7 @@ struct BPEMerger {
 
     init(merges: [UInt64: (rank: Int32, id: Int32)]) { self.merges = merges }
 
-    private struct Pair {
+    private struct Pair: HeapOrdered {
         var rank: Int32
         var left: Int32   // index of the left symbol (original position: order = text order)
         var right: Int32
@@ -43,54 +43,21 @@ struct BPEMerger {
             c = n
         }
         next[n - 1] = -1
-        var heap: [Pair] = []
-        heap.reserveCapacity(n)
+        var heap = BinaryHeap<Pair>(capacity: n)
+        defer { steps = heap.steps }
 
-        func push(_ p: Pair) {
-            steps += 1
-            heap.append(p)
-            var i = heap.count - 1
-            while i > 0 {
-                let parent = (i - 1) / 2
-                if !heap[i].before(heap[parent]) { break }
-                steps += 1
-                heap.swapAt(i, parent)
-                i = parent
-            }
-        }
-        func pop() -> Pair {
-            steps += 1
-            let top = heap[0]
-            let last = heap.removeLast()
-            if !heap.isEmpty {
-                heap[0] = last
-                var i = 0
-                while true {
-                    let l = 2 * i + 1, r = l + 1
-                    var m = i
-                    if l < heap.count && heap[l].before(heap[m]) { m = l }
-                    if r < heap.count && heap[r].before(heap[m]) { m = r }
-                    if m == i { break }
-                    steps += 1
-                    heap.swapAt(i, m)
-                    i = m
-                }
-            }
-            return top
-        }
         func consider(_ l: Int32) {
             guard l >= 0 else { return }
             let r = next[Int(l)]
             guard r >= 0 else { return }
             let a = sym[Int(l)], b = sym[Int(r)]
             guard a >= 0, b >= 0, let m = merges[Self.key(a, b)] else { return }
-            push(Pair(rank: m.rank, left: l, right: r, leftID: a, rightID: b, merged: m.id))
+            heap.push(Pair(rank: m.rank, left: l, right: r, leftID: a, rightID: b, merged: m.id))
         }
 
         for i in 0..<(n - 1) { consider(Int32(i)) }
         let dead: Int32 = Int32.min
-        while !heap.isEmpty {
-            let p = pop()
+        while let p = heap.pop() {
             let l = Int(p.left), r = Int(p.right)
             // Stale: one side was merged away or changed since this pair was pushed.
             guard sym[l] == p.leftID, sym[r] == p.rightID, next[l] == p.right else { continue }

@@ -40,7 +40,7 @@ public struct KernelSet: @unchecked Sendable {
 extension KernelSet {
     /// `tk_selftest` on one path: every kernel against the scalar references on generated data.
     /// nil when the path is not available on this CPU.
-    public static func selftest(_ path: KernelPath) -> (pass: Bool, cases: Int, failures: String)? {
+    public static func selftest(_ path: KernelPath) -> (pass: Bool, cases: Int, failed: Int, failures: String)? {
         let id = tk_path_from_name(path.rawValue)
         guard id >= 0, let table = tk_kernels_get(tk_path(rawValue: UInt32(id))) else { return nil }
         var cases: Int32 = 0
@@ -50,9 +50,9 @@ extension KernelSet {
         // Test hook (never set in production): make this path's self-test fail, so the daemon's
         // fallback and refusal can be tested on a CPU whose kernels are right.
         if let broken = getenv("BITNETD_TEST_FAIL_SELFTEST"), String(cString: broken) == path.rawValue {
-            return (false, Int(cases), "failure forced by BITNETD_TEST_FAIL_SELFTEST")
+            return (false, Int(cases), 1, "failure forced by BITNETD_TEST_FAIL_SELFTEST")
         }
-        return (failed == 0, Int(cases), detail)
+        return (failed == 0, Int(cases), Int(failed), detail)
     }
 
     /// The kernel path to run: `forced` (an error when its cases fail), else the fastest whose

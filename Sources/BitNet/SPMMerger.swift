@@ -21,7 +21,7 @@ struct SPMMerger {
         var next: Int
     }
 
-    private struct Pair {
+    private struct Pair: HeapOrdered {
         var score: Float
         var left: Int
         var right: Int
@@ -31,7 +31,7 @@ struct SPMMerger {
         func before(_ o: Pair) -> Bool { score > o.score || (score == o.score && left < o.left) }
     }
 
-    /// Heap operations of the last `encode` (the tests check they grow as n log n).
+    /// Heap work of the last `encode` (pushes, pops, sift steps; the tests check it grows as n log n).
     private(set) var steps = 0
 
     mutating func encode(_ bytes: [UInt8], into out: inout [Int32]) {
@@ -48,16 +48,17 @@ struct SPMMerger {
         }
         symbols[symbols.count - 1].next = -1
 
-        var heap: [Pair] = []
+        var heap = BinaryHeap<Pair>(capacity: symbols.count)
+        defer { steps = heap.steps }
         func text(_ s: Int) -> ArraySlice<UInt8> { bytes[symbols[s].start..<(symbols[s].start + symbols[s].length)] }
         func tryAdd(_ l: Int, _ r: Int) {
             guard l >= 0, r >= 0 else { return }
             let t = Array(bytes[symbols[l].start..<(symbols[r].start + symbols[r].length)])
             guard let id = ids[t] else { return }
-            push(&heap, Pair(score: scores[Int(id)], left: l, right: r, size: t.count))
+            heap.push(Pair(score: scores[Int(id)], left: l, right: r, size: t.count))
         }
         for k in 1..<symbols.count { tryAdd(k - 1, k) }
-        while let p = pop(&heap) {
+        while let p = heap.pop() {
             let l = p.left, r = p.right
             guard symbols[l].length > 0, symbols[r].length > 0, symbols[l].length + symbols[r].length == p.size else { continue }
             symbols[l].length += symbols[r].length
@@ -82,37 +83,5 @@ struct SPMMerger {
             }
             s = symbols[s].next
         }
-    }
-
-    private mutating func push(_ h: inout [Pair], _ p: Pair) {
-        steps += 1
-        h.append(p)
-        var i = h.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard h[i].before(h[parent]) else { break }
-            h.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    private mutating func pop(_ h: inout [Pair]) -> Pair? {
-        guard let top = h.first else { return nil }
-        steps += 1
-        let last = h.removeLast()
-        if !h.isEmpty {
-            h[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var best = i
-                if l < h.count && h[l].before(h[best]) { best = l }
-                if r < h.count && h[r].before(h[best]) { best = r }
-                if best == i { break }
-                h.swapAt(i, best)
-                i = best
-            }
-        }
-        return top
     }
 }

@@ -258,7 +258,7 @@ final class Transfer {
                     let rate = Double(now) / max(clock - t.started, 1e-3)
                     let all = Double(Int64(total) + t.offset), done = Double(Int64(now) + t.offset)
                     let eta = total > 0 && rate > 0 ? " ETA \(Int((Double(total - now)) / rate)) s" : ""
-                    let line = "\r\(Int(done) >> 20) / \(all > 0 ? "\(Int(all) >> 20)" : "?") MiB, \(String(format1(rate / 1_048_576))) MiB/s\(eta)   "
+                    let line = "\r\(Int(done) >> 20) / \(all > 0 ? "\(Int(all) >> 20)" : "?") MiB, \(fmt(rate / 1_048_576)) MiB/s\(eta)   "
                     writeFD(2, line)
                     return 0
                 }
@@ -271,11 +271,6 @@ final class Transfer {
         let detail = String(decoding: errbuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return (code, status, detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
     }
-}
-
-private func format1(_ v: Double) -> String {
-    let r = (v * 10).rounded() / 10
-    return r == r.rounded() ? "\(Int(r)).0" : "\(r)"
 }
 
 private extension Substring {

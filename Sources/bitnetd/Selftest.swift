@@ -1,7 +1,6 @@
 import ArgumentParser
 import BitNet
 import BitNetTools
-import CTernaryKernels
 import Glibc
 
 /// `bitnetd selftest`: are this board's kernels right? Every kernel path the CPU runs against the
@@ -69,16 +68,11 @@ struct Selftest: ParsableCommand {
         var allPass = true
         var pathDocs: [String] = []
         for name in paths {
-            let id = tk_path_from_name(name)
-            guard id >= 0, let table = tk_kernels_get(tk_path(rawValue: UInt32(id))) else { continue }
-            var cases: Int32 = 0
-            var msg = [CChar](repeating: 0, count: 4096)
-            let failures = tk_selftest(table, &cases, &msg, msg.count)
-            let detail = String(decoding: msg.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            allPass = allPass && failures == 0
-            let list = detail.isEmpty ? [] : detail.components(separatedBy: "; ")
-            pathDocs.append("{\"name\":\(jsonString(name)),\"pass\":\(failures == 0),\"cases\":\(cases),\"failures\":[\(list.map(jsonString).joined(separator: ","))]}")
-            if !json { print("\(name): \(failures == 0 ? "pass" : "FAIL") (\(cases) cases\(failures == 0 ? "" : ", \(failures) failed: \(detail)"))") }
+            guard let path = KernelPath(rawValue: name), let r = KernelSet.selftest(path) else { continue }
+            allPass = allPass && r.pass
+            let list = r.failures.isEmpty ? [] : r.failures.components(separatedBy: "; ")
+            pathDocs.append("{\"name\":\(jsonString(name)),\"pass\":\(r.pass),\"cases\":\(r.cases),\"failures\":[\(list.map(jsonString).joined(separator: ","))]}")
+            if !json { print("\(name): \(r.pass ? "pass" : "FAIL") (\(r.cases) cases\(r.pass ? "" : ", \(r.failed) failed: \(r.failures)"))") }
         }
         // The model check, on the default path (or the one asked for).
         var maxDiff: Float = .infinity

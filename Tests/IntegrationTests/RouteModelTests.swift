@@ -8,11 +8,7 @@ import TestKit
 @Suite(.serialized) struct RouteModelTests {
     /// The committed demo model (a trained decision model, a different file and name from the
     /// generated main model).
-    static let demoModel: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path + "/models/demo/demo.gguf"
-    }()
+    static let demoModel = TestKit.demoModel
 
     static let greenhousePrompt = "greenhouse: temperature {{temperature}} C, humidity {{humidity}} %, soil {{soil}} %, light {{light}} klux. action: "
 

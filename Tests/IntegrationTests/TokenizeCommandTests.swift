@@ -71,14 +71,16 @@ import TestKit
     }
 }
 
+/// The `"probabilities":{…}` of a `decide --json` answer as printed (latency differs between runs).
+func probabilitiesText(_ json: String) -> String {
+    guard let r = json.range(of: "\"probabilities\":"), let e = json[r.upperBound...].firstIndex(of: "}") else { return "" }
+    return String(json[r.upperBound...e])
+}
+
 /// ARM-converted I2_S files (64-value blocks): read with `--i2s-block 64` they decide exactly as
 /// the published layout does, and `inspect --i2s-block auto` tells the two apart.
 @Suite struct I2SBlockCommandTests {
-    static let demo: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path + "/models/demo/demo.gguf"
-    }()
+    static let demo = demoModel
 
     func run(_ args: [String]) -> (Int32, String) {
         let out = Fixture.tempDir() + "/out.txt"
@@ -91,12 +93,7 @@ import TestKit
         #expect(run(["dev", "convert-i2s", "--input", Self.demo, "--out", arm, "--block", "64"]).0 == 0)
         let prompt = "greenhouse: temperature 34 C, humidity 30 %, soil 12 %, light 900 klux. action: "
         let decide = ["decide", "--labels", "water,ventilate,heat,nothing", "--prompt", prompt, "--threads", "1"]
-        // The probabilities, printed as JSON text (latency differs between runs).
-        func probabilities(_ args: [String]) -> String {
-            let (_, json) = run(decide + args + ["--json"])
-            guard let r = json.range(of: "\"probabilities\":"), let e = json[r.upperBound...].firstIndex(of: "}") else { return "" }
-            return String(json[r.upperBound...e])
-        }
+        func probabilities(_ args: [String]) -> String { probabilitiesText(run(decide + args + ["--json"]).1) }
         let published = probabilities(["--model", Self.demo])
         let repacked = probabilities(["--model", arm, "--i2s-block", "64"])
         let misread = probabilities(["--model", arm])
@@ -127,16 +124,12 @@ import TestKit
         let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
             .filter { $0.hasPrefix("{") || $0 == "null" }
         #expect(rc == 1 && lines.count == 4 && lines.last == "null", "the non-string line fails alone: \(lines)")
-        func probabilities(_ json: String) -> String {
-            guard let r = json.range(of: "\"probabilities\":"), let e = json[r.upperBound...].firstIndex(of: "}") else { return "" }
-            return String(json[r.upperBound...e])
-        }
         for (i, p) in prompts.enumerated() {
             let single = dir + "/single\(i).txt"
             #expect(Fixture.run([Fixture.binary, "decide", "--model", Fixture.model, "--threads", "1", "--prompt", p,
                                  "--label", "ok", "--label", "alert, now", "--json"], output: single) == 0)
             let one = (try? String(contentsOfFile: single, encoding: .utf8)) ?? ""
-            #expect(!probabilities(one).isEmpty && probabilities(lines[i]) == probabilities(one), "\(lines[i]) vs \(one)")
+            #expect(!probabilitiesText(one).isEmpty && probabilitiesText(lines[i]) == probabilitiesText(one), "\(lines[i]) vs \(one)")
             #expect(one.contains("\"alert, now\""))
         }
     }

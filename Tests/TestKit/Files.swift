@@ -51,6 +51,14 @@ public func fixture(_ name: String, file: String = #filePath) -> String {
     URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("Fixtures").appendingPathComponent(name).path
 }
 
+/// The repository's bundled demo model (models/demo/demo.gguf): a trained decision model with
+/// another name and file than the generated test model.
+public let demoModel: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestKit/Files.swift → the repository
+    return url.path + "/models/demo/demo.gguf"
+}()
+
 /// Writes bytes to a file (tests only; traps on failure).
 public func writeBytes(_ bytes: [UInt8], to path: String) {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
