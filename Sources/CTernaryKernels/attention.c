@@ -31,6 +31,8 @@ void tk_attn_scores_ref(const uint16_t *k, int64_t D, int64_t rows, const float 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "x86/avx2-common.h"
+
 __attribute__((target("avx2,f16c"))) static float dot8_avx2(const uint16_t *k, const float *q, int64_t D) {
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
@@ -257,11 +259,7 @@ __attribute__((target("avx2,fma,f16c"))) void tk_q8s_q8_0_gemm_avx2(const int8_t
                     _mm_prefetch((const char *)(row + b * TK_QK8_0 + Q8S_PREFETCH + 64 * l), _MM_HINT_T0);
                 __m256i p[8];
                 for (int i = 0; i < 8; i++) p[i] = q8s_block_avx2(row + (b + i) * TK_QK8_0, xs + (b + i) * TK_QK8_0);
-                const __m256i s01 = _mm256_hadd_epi32(p[0], p[1]), s23 = _mm256_hadd_epi32(p[2], p[3]);
-                const __m256i s45 = _mm256_hadd_epi32(p[4], p[5]), s67 = _mm256_hadd_epi32(p[6], p[7]);
-                const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
-                const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
-                                                      _mm256_permute2x128_si256(s0123, s4567, 0x31));
+                const __m256i sums = hsum8_epi32_x8(p);
                 const __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(d + b), _mm256_loadu_ps(dx + b));
                 acc = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(sums), acc);
             }

@@ -132,7 +132,8 @@ static const tk_kernels table_avx2 = {
     .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
 };
 
-/* AVX-512 without VNNI (Skylake-X): maddubs-based ternary kernel. */
+/* AVX-512 without VNNI (Skylake-X): maddubs-based I2_S kernel; TQ2_0, TQ1_0 and the Q8_0 head copy
+ * keep the AVX2 kernels (their AVX-512 versions need vpdpbusd). */
 static const tk_kernels table_avx512 = {
     .path = TK_PATH_AVX512,
     .name = "avx512",
@@ -143,7 +144,7 @@ static const tk_kernels table_avx512 = {
     .f16_gemm = tk_f16_f32_gemm_avx512,
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
-    .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
+    .q6_k_gemm = tk_q6_k_f32_gemm_avx512,
     .attn_scores = tk_attn_scores_avx2,
     .attn_values = tk_attn_values_avx2,
     .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
@@ -155,15 +156,15 @@ static const tk_kernels table_avx512vnni = {
     .name = "avx512",
     .quantize_i8 = tk_quantize_row_i8_avx2,
     .i2s_gemm = tk_i2s_i8_gemm_avx512vnni,
-    .tq2_gemm = tk_tq2_i8_gemm_avx2,
-    .tq1_gemm = tk_tq1_i8_gemm_avx2,
+    .tq2_gemm = tk_tq2_i8_gemm_avx512vnni,
+    .tq1_gemm = tk_tq1_i8_gemm_avx512vnni,
     .f16_gemm = tk_f16_f32_gemm_avx512,
     .bf16_gemm = tk_bf16_f32_gemm_avx2,
     .q8_0_gemm = tk_q8_0_f32_gemm_avx2,
-    .q6_k_gemm = tk_q6_k_f32_gemm_avx2,
+    .q6_k_gemm = tk_q6_k_f32_gemm_avx512,
     .attn_scores = tk_attn_scores_avx2,
     .attn_values = tk_attn_values_avx2,
-    .q8s_gemm = tk_q8s_q8_0_gemm_avx2,
+    .q8s_gemm = tk_q8s_q8_0_gemm_avx512vnni,
 };
 #endif
 

@@ -99,7 +99,10 @@ TK_F_DECL(tk_q6_k_f32_gemm_avx2);
 
 TK_I2S_DECL(tk_i2s_i8_gemm_avx512);      /* avx512bw (maddubs) */
 TK_I2S_DECL(tk_i2s_i8_gemm_avx512vnni);  /* avx512vnni (vpdpbusd) */
+TK_TQ_DECL(tk_tq2_i8_gemm_avx512vnni);
+TK_TQ_DECL(tk_tq1_i8_gemm_avx512vnni);
 TK_F_DECL(tk_f16_f32_gemm_avx512);
+TK_F_DECL(tk_q6_k_f32_gemm_avx512);
 #endif
 
 #if defined(__aarch64__) || defined(__ARM_NEON)
@@ -127,6 +130,8 @@ void tk_attn_values_avx2(const uint16_t *v, int64_t D, int64_t prefix, const int
                          const float *p, float *out);
 void tk_q8s_q8_0_gemm_avx2(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1, const void *xq,
                            int64_t nt, float *out, int64_t ldo);
+void tk_q8s_q8_0_gemm_avx512vnni(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1,
+                                 const void *xq, int64_t nt, float *out, int64_t ldo);
 #endif
 #if defined(__aarch64__)
 void tk_attn_scores_neon(const uint16_t *k, int64_t D, int64_t rows, const float *q, float *out);

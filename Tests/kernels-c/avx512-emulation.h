@@ -1,9 +1,11 @@
 /*
  * avx512-emulation.h — TEST ONLY. Portable C versions of exactly the AVX-512 intrinsics used by
- * Sources/CTernaryKernels/x86/avx512.c, written from the instruction definitions in Intel's
- * SDM (VPSRLVW, VPMADDUBSW, VPMADDWD, VPDPBUSD, VBROADCASTI64X4, VCVTPH2PS, VFMADD).
+ * the AVX-512 kernel files (Sources/CTernaryKernels/x86/avx512-*.c), written from the instruction
+ * definitions in Intel's SDM (VPSRLVW, VPSLLVW, VPSLLW, VPSRLW, VPSRAVD, VPMADDUBSW, VPMADDWD,
+ * VPDPBUSD, VPAND/OR/XOR, VPADDB/W/D, VPSUBB, VBROADCASTI64X4, VINSERTI64X4, VEXTRACTI64X4,
+ * VEXTRACTI32X4, VPMOVSXBD, VCVTDQ2PS, VCVTPH2PS, VMULPS, VFMADD).
  *
- * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross) so the AVX-512 kernels'
+ * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross; avx512-common.h) so the AVX-512 kernels'
  * lane and index arithmetic can be compared with the scalar reference on CPUs without AVX-512. It
  * checks the kernels' logic, not the compiler's AVX-512 code generation: only real hardware does.
  * Included after <immintrin.h>; each intrinsic name is redirected with a macro.
@@ -189,5 +191,131 @@ TK_EMU float emu_reduce_add_ps(tk_emu_m512 a) {
 #define _mm512_add_ps emu_add_ps
 #undef _mm512_reduce_add_ps
 #define _mm512_reduce_add_ps emu_reduce_add_ps
+
+/* ---- added for the TQ, Q8_0-copy and Q6_K kernels and the masked I2_S VNNI tile ---- */
+/* VPSLLVW: per 16-bit lane logical left shift; counts above 15 give 0. */
+TK_EMU tk_emu_m512i emu_sllv_epi16(tk_emu_m512i a, tk_emu_m512i c) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 32; i++) r.u16[i] = c.u16[i] > 15 ? 0 : (uint16_t)(a.u16[i] << c.u16[i]);
+    return r;
+}
+/* VPSLLW / VPSRLW with an immediate count (< 16 here). */
+TK_EMU tk_emu_m512i emu_slli_epi16(tk_emu_m512i a, unsigned int n) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 32; i++) r.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] << n);
+    return r;
+}
+TK_EMU tk_emu_m512i emu_srli_epi16(tk_emu_m512i a, unsigned int n) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 32; i++) r.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] >> n);
+    return r;
+}
+/* VPSRAVD: per 32-bit lane arithmetic right shift; counts above 31 fill with the sign. */
+TK_EMU tk_emu_m512i emu_srav_epi32(tk_emu_m512i a, tk_emu_m512i c) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 16; i++) {
+        const uint32_t n = (uint32_t)c.i32[i] > 31 ? 31 : (uint32_t)c.i32[i];
+        /* arithmetic shift written without relying on >> of negative values */
+        const uint32_t u = (uint32_t)a.i32[i];
+        const uint32_t fill = (a.i32[i] < 0 && n) ? ~(0xffffffffu >> n) : 0;
+        r.i32[i] = (int32_t)((u >> n) | fill);
+    }
+    return r;
+}
+TK_EMU tk_emu_m512i emu_or_si512(tk_emu_m512i a, tk_emu_m512i b) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 8; i++) r.u64[i] = a.u64[i] | b.u64[i];
+    return r;
+}
+TK_EMU tk_emu_m512i emu_xor_si512(tk_emu_m512i a, tk_emu_m512i b) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 8; i++) r.u64[i] = a.u64[i] ^ b.u64[i];
+    return r;
+}
+TK_EMU tk_emu_m512i emu_sub_epi8(tk_emu_m512i a, tk_emu_m512i b) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 64; i++) r.u8[i] = (uint8_t)(a.u8[i] - b.u8[i]);
+    return r;
+}
+/* Casts and 256/128-bit inserts and extracts (the cast's upper half is undefined in hardware;
+ * zero here, and the kernels always fill it with an insert). */
+TK_EMU tk_emu_m512i emu_castsi256_si512(__m256i a) {
+    tk_emu_m512i r;
+    memset(&r, 0, sizeof r);
+    _mm256_storeu_si256((__m256i *)r.u8, a);
+    return r;
+}
+TK_EMU tk_emu_m512i emu_inserti64x4(tk_emu_m512i a, __m256i b, int imm) {
+    tk_emu_m512i r = a;
+    _mm256_storeu_si256((__m256i *)(r.u8 + 32 * (imm & 1)), b);
+    return r;
+}
+TK_EMU __m256i emu_castsi512_si256(tk_emu_m512i a) { return _mm256_loadu_si256((const __m256i *)a.u8); }
+TK_EMU __m128i emu_castsi512_si128(tk_emu_m512i a) { return _mm_loadu_si128((const __m128i *)a.u8); }
+TK_EMU __m256i emu_extracti64x4_epi64(tk_emu_m512i a, int imm) {
+    return _mm256_loadu_si256((const __m256i *)(a.u8 + 32 * (imm & 1)));
+}
+TK_EMU __m128i emu_extracti32x4_epi32(tk_emu_m512i a, int imm) {
+    return _mm_loadu_si128((const __m128i *)(a.u8 + 16 * (imm & 3)));
+}
+/* VPMOVSXBD zmm, xmm: 16 signed bytes → 16 int32. */
+TK_EMU tk_emu_m512i emu_cvtepi8_epi32(__m128i a) {
+    int8_t b[16];
+    _mm_storeu_si128((__m128i *)b, a);
+    tk_emu_m512i r;
+    for (int i = 0; i < 16; i++) r.i32[i] = b[i];
+    return r;
+}
+/* VCVTDQ2PS: int32 → float, rounded to nearest even (as a C conversion under the default mode). */
+TK_EMU tk_emu_m512 emu_cvtepi32_ps(tk_emu_m512i a) {
+    tk_emu_m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = (float)a.i32[i];
+    return r;
+}
+TK_EMU tk_emu_m512 emu_mul_ps(tk_emu_m512 a, tk_emu_m512 b) {
+    tk_emu_m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i];
+    return r;
+}
+TK_EMU tk_emu_m512 emu_set1_ps(float v) {
+    tk_emu_m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = v;
+    return r;
+}
+
+#undef _mm512_sllv_epi16
+#define _mm512_sllv_epi16 emu_sllv_epi16
+#undef _mm512_slli_epi16
+#define _mm512_slli_epi16 emu_slli_epi16
+#undef _mm512_srli_epi16
+#define _mm512_srli_epi16 emu_srli_epi16
+#undef _mm512_srav_epi32
+#define _mm512_srav_epi32 emu_srav_epi32
+#undef _mm512_or_si512
+#define _mm512_or_si512 emu_or_si512
+#undef _mm512_xor_si512
+#define _mm512_xor_si512 emu_xor_si512
+#undef _mm512_sub_epi8
+#define _mm512_sub_epi8 emu_sub_epi8
+#undef _mm512_castsi256_si512
+#define _mm512_castsi256_si512 emu_castsi256_si512
+#undef _mm512_inserti64x4
+#define _mm512_inserti64x4 emu_inserti64x4
+#undef _mm512_castsi512_si256
+#define _mm512_castsi512_si256 emu_castsi512_si256
+#undef _mm512_castsi512_si128
+#define _mm512_castsi512_si128 emu_castsi512_si128
+#undef _mm512_extracti64x4_epi64
+#define _mm512_extracti64x4_epi64 emu_extracti64x4_epi64
+#undef _mm512_extracti32x4_epi32
+#define _mm512_extracti32x4_epi32 emu_extracti32x4_epi32
+#undef _mm512_cvtepi8_epi32
+#define _mm512_cvtepi8_epi32 emu_cvtepi8_epi32
+#undef _mm512_cvtepi32_ps
+#define _mm512_cvtepi32_ps emu_cvtepi32_ps
+#undef _mm512_mul_ps
+#define _mm512_mul_ps emu_mul_ps
+#undef _mm512_set1_ps
+#define _mm512_set1_ps emu_set1_ps
 
 #endif /* BITNETD_AVX512_EMULATION_H */

@@ -848,16 +848,27 @@ static void test_attn_scores(void) {
         check(split_ok, "K=%lld split row = Q8_0 blocks", (long long)K);
         for (int64_t t = 0; t < nt; t++) tk_quantize_row_q8_0(xf + t * K, xq + t * nb, K);
         tk_q8s_q8_0_gemm_ref(wq, wd, K, 1, M, xq, nt, ref, M);
-        for (int p = 0; p < TK_PATH_COUNT; p++) {
-            if (!tk_path_available((tk_path)p)) continue;
-            tk_q8s_q8_0_gemm(wq, wd, K, 1, M, xq, nt, out, M, (tk_path)p);
+        for (int p = 0; p <= TK_PATH_COUNT; p++) {
+            const char *name;
+            if (p < TK_PATH_COUNT) {
+                if (!tk_path_available((tk_path)p)) continue;
+                tk_q8s_q8_0_gemm(wq, wd, K, 1, M, xq, nt, out, M, (tk_path)p);
+                name = tk_path_name((tk_path)p);
+            } else {
+#if defined(TK_TEST_EMULATE_AVX512)
+                tk_q8s_q8_0_gemm_avx512vnni(wq, wd, K, 1, M, xq, nt, out, M);
+                name = "avx512vnni-emulated";
+#else
+                continue;
+#endif
+            }
             int close = 1;
             for (int64_t t = 0; t < nt; t++)
                 for (int64_t m = 1; m < M; m++) {
                     const float a = ref[t * M + m], b = out[t * M + m];
                     close &= fabsf(a - b) <= 1e-4f * (fabsf(a) + 1.0f);
                 }
-            check(close, "%s K=%lld matches the reference", tk_path_name((tk_path)p), (long long)K);
+            check(close, "%s K=%lld matches the reference", name, (long long)K);
         }
         free(wd); free(rowq);
         free(wf); free(xf); free(wq); free(xq);
@@ -945,11 +956,17 @@ int main(int argc, char **argv) {
         kernel_set ks = set_from_table(tk_kernels_get(TK_PATH_SCALAR));
         ks.label = "avx512vnni-emulated";
         ks.i2s_gemm = tk_i2s_i8_gemm_avx512vnni;
+        ks.tq2_gemm = tk_tq2_i8_gemm_avx512vnni;
+        ks.tq1_gemm = tk_tq1_i8_gemm_avx512vnni;
         ks.f16_gemm = tk_f16_f32_gemm_avx512;
+        ks.q6_k_gemm = tk_q6_k_f32_gemm_avx512;
+        cur_label = ks.label;
         test_i2s(&ks);
+        test_tq(&ks);
         test_fw(&ks);
         ks.label = "avx512bw-emulated";
         ks.i2s_gemm = tk_i2s_i8_gemm_avx512;
+        cur_label = ks.label;
         test_i2s(&ks);
         printf("path %-8s %s (intrinsics emulated in C; logic only)\n", "avx512", n_failed == before ? "ok" : "FAILED");
         snprintf(tested + strlen(tested), sizeof tested - strlen(tested), " avx512(emulated)");

@@ -29,4 +29,13 @@ TK_AVX2_INLINE float hsum_ps_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Eight 8-lane int32 vectors → one vector of their eight horizontal sums, in order. */
+TK_AVX2_INLINE __m256i hsum8_epi32_x8(const __m256i p[8]) {
+    const __m256i s01 = _mm256_hadd_epi32(p[0], p[1]), s23 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i s45 = _mm256_hadd_epi32(p[4], p[5]), s67 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                            _mm256_permute2x128_si256(s0123, s4567, 0x31));
+}
+
 #endif /* BITNETD_AVX2_COMMON_H */
