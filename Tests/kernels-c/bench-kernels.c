@@ -291,6 +291,29 @@ int main(int argc, char **argv) {
         printf("f16 gemm 2560x128256 x 4 tokens: %.1f ms/call, %.1f GFLOP/s\n", dt * 1e3,
                2.0 * (double)head_elems * 4 / dt / 1e9);
     }
+    /* Q6_K LM head gemv (a Q6_K token embedding used as the head): streamed, and cache-hot
+     * (256 rows, 168 KB, called repeatedly) to separate the kernel's compute from memory. */
+    {
+        const size_t nbk = head_elems / TK_QK_K;
+        tk_block_q6_k *q6 = xalloc(nbk * sizeof *q6);
+        uint8_t *p = (uint8_t *)q6;
+        for (size_t i = 0; i < nbk * sizeof *q6; i++) p[i] = (uint8_t)rnd();
+        for (size_t b = 0; b < nbk; b++) q6[b].d = tk_f32_to_f16(0.01f);
+        const int reps = quick ? 2 : 5;
+        k->q6_k_gemm(q6, D, 0, VOCAB, xf, D, 1, logits, VOCAB);
+        double t = now();
+        for (int r = 0; r < reps; r++) k->q6_k_gemm(q6, D, 0, VOCAB, xf, D, 1, logits, VOCAB);
+        double dt = now() - t;
+        printf("q6_k gemv 2560x128256 (LM head), streamed: %.1f ms/call, %.1f GB/s of weights\n", dt / reps * 1e3,
+               (double)(nbk * sizeof *q6) * reps / dt / 1e9);
+        const int hot_reps = quick ? 200 : 1000;
+        t = now();
+        for (int r = 0; r < hot_reps; r++) k->q6_k_gemm(q6, D, 0, 256, xf, D, 1, logits, VOCAB);
+        dt = now() - t;
+        printf("q6_k gemv 2560x256, cache-hot: %.1f us/call, %.2f Gvalues/s\n", dt / hot_reps * 1e6,
+               256.0 * D * hot_reps / dt / 1e9);
+        free(q6);
+    }
     free(wpool);
 
     /* Model-shaped pass. */
