@@ -71,10 +71,11 @@ static int8_t *st_acts(st_rng *r, int64_t K, int64_t nt, int extreme) {
 
 static void st_i2s(const tk_kernels *k, st_rng *r, st_report *rep) {
     static const int64_t Ks[] = {128, 640, 2560};
-    static const int64_t nts[] = {1, 3, 8};
+    /* token counts: the gemv, the tiles of every path (4, 6, 8 tokens) and their remainders */
+    static const int64_t nts[] = {1, 3, 8, 13};
     const int64_t M = 19;
     for (int ki = 0; ki < 3; ki++)
-        for (int ti = 0; ti < 3; ti++) {
+        for (int ti = 0; ti < 4; ti++) {
             int64_t K = Ks[ki], nt = nts[ti];
             uint8_t *w = malloc((size_t)(M * K / 4));
             for (int64_t i = 0; i < M * K / 4; i++) {
@@ -181,6 +182,36 @@ static void st_float(const tk_kernels *k, uint32_t type, st_rng *r, st_report *r
     free(w), free(x), free(o1), free(o2), free(row);
 }
 
+/* The Q8_0 LM-head copy (--lm-head q8_0): split-Q8_0 rows × Q8_0 activations against the reference
+ * (integer block sums are exact on every path; the float sums differ by rounding order only). */
+static void st_q8s(const tk_kernels *k, st_rng *r, st_report *rep) {
+    static const int64_t Ks[] = {2560, 2656};
+    const int64_t M = 23, nt = 2;
+    for (int ki = 0; ki < 2; ki++) {
+        const int64_t K = Ks[ki], nb = K / TK_QK8_0;
+        float *wf = malloc((size_t)(M * K) * sizeof *wf), *xf = malloc((size_t)(nt * K) * sizeof *xf);
+        int8_t *wq = malloc((size_t)(M * K));
+        float *wd = malloc((size_t)(M * nb) * sizeof *wd);
+        tk_block_q8_0 *xq = malloc((size_t)(nt * nb) * sizeof *xq);
+        float *o1 = calloc((size_t)(M * nt), sizeof *o1), *o2 = calloc((size_t)(M * nt), sizeof *o2);
+        for (int64_t i = 0; i < M * K; i++) wf[i] = st_uniform(r) * 2.0f - 1.0f;
+        for (int64_t i = 0; i < nt * K; i++) xf[i] = st_uniform(r) * 2.0f - 1.0f;
+        for (int64_t m = 0; m < M; m++) tk_quantize_row_q8s(wf + m * K, wq + m * K, wd + m * nb, K);
+        for (int64_t t = 0; t < nt; t++) tk_quantize_row_q8_0(xf + t * K, xq + t * nb, K);
+        tk_q8s_q8_0_gemm_ref(wq, wd, K, 1, M, xq, nt, o1, M);
+        k->q8s_gemm(wq, wd, K, 1, M, xq, nt, o2, M);
+        rep->cases++;
+        int ok = 1;
+        for (int64_t i = 0; i < M * nt; i++) ok &= fabsf(o1[i] - o2[i]) <= 1e-4f * (fabsf(o1[i]) + 1.0f);
+        if (!ok) {
+            char m[96];
+            snprintf(m, sizeof m, "Q8_0 head copy K=%lld outside tolerance", (long long)K);
+            st_fail(rep, m);
+        }
+        free(wf), free(xf), free(wq), free(wd), free(xq), free(o1), free(o2);
+    }
+}
+
 int tk_selftest(const tk_kernels *k, int *cases, char *msg, size_t cap) {
     st_report rep = {0, 0, msg, cap};
     if (cap) msg[0] = 0;
@@ -193,6 +224,7 @@ int tk_selftest(const tk_kernels *k, int *cases, char *msg, size_t cap) {
     st_float(k, TK_TYPE_BF16, &r, &rep);
     st_float(k, TK_TYPE_Q8_0, &r, &rep);
     st_float(k, TK_TYPE_Q6_K, &r, &rep);
+    st_q8s(k, &r, &rep);
     if (cases) *cases = rep.cases;
     return rep.failures;
 }
