@@ -3,7 +3,8 @@
  * the AVX-512 kernel files (Sources/CTernaryKernels/x86/avx512-*.c), written from the instruction
  * definitions in Intel's SDM (VPSRLVW, VPSLLVW, VPSLLW, VPSRLW, VPSRAVD, VPMADDUBSW, VPMADDWD,
  * VPDPBUSD, VPAND/OR/XOR, VPADDB/W/D, VPSUBB, VBROADCASTI64X4, VINSERTI64X4, VEXTRACTI64X4,
- * VEXTRACTI32X4, VPMOVSXBD, VCVTDQ2PS, VCVTPH2PS, VMULPS, VFMADD).
+ * VEXTRACTI32X4, VPMOVSXBD, VCVTDQ2PS, VCVTPH2PS, VMULPS, VSUBPS, VFMADD, VMOVUPS,
+ * VPUNPCKL/HBW, VPUNPCKL/HWD, VPERMPS).
  *
  * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross; avx512-common.h) so the AVX-512 kernels'
  * lane and index arithmetic can be compared with the scalar reference on CPUs without AVX-512. It
@@ -277,6 +278,52 @@ TK_EMU tk_emu_m512 emu_mul_ps(tk_emu_m512 a, tk_emu_m512 b) {
     for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i];
     return r;
 }
+TK_EMU void emu_storeu_ps(float *p, tk_emu_m512 a) { memcpy(p, a.f, 64); }
+/* VPUNPCKLBW / VPUNPCKHBW / VPUNPCKLWD / VPUNPCKHWD: per 128-bit lane, interleave the low (high)
+ * halves of a and b, a's element first. */
+TK_EMU tk_emu_m512i emu_unpack_epi8(tk_emu_m512i a, tk_emu_m512i b, int high) {
+    tk_emu_m512i r;
+    for (int l = 0; l < 4; l++)
+        for (int i = 0; i < 8; i++) {
+            r.u8[16 * l + 2 * i] = a.u8[16 * l + 8 * high + i];
+            r.u8[16 * l + 2 * i + 1] = b.u8[16 * l + 8 * high + i];
+        }
+    return r;
+}
+TK_EMU tk_emu_m512i emu_unpacklo_epi8(tk_emu_m512i a, tk_emu_m512i b) { return emu_unpack_epi8(a, b, 0); }
+TK_EMU tk_emu_m512i emu_unpackhi_epi8(tk_emu_m512i a, tk_emu_m512i b) { return emu_unpack_epi8(a, b, 1); }
+TK_EMU tk_emu_m512i emu_unpack_epi16(tk_emu_m512i a, tk_emu_m512i b, int high) {
+    tk_emu_m512i r;
+    for (int l = 0; l < 4; l++)
+        for (int i = 0; i < 4; i++) {
+            r.u16[8 * l + 2 * i] = a.u16[8 * l + 4 * high + i];
+            r.u16[8 * l + 2 * i + 1] = b.u16[8 * l + 4 * high + i];
+        }
+    return r;
+}
+TK_EMU tk_emu_m512i emu_unpacklo_epi16(tk_emu_m512i a, tk_emu_m512i b) { return emu_unpack_epi16(a, b, 0); }
+TK_EMU tk_emu_m512i emu_unpackhi_epi16(tk_emu_m512i a, tk_emu_m512i b) { return emu_unpack_epi16(a, b, 1); }
+TK_EMU tk_emu_m512 emu_castsi512_ps(tk_emu_m512i a) {
+    tk_emu_m512 r;
+    memcpy(r.f, a.u8, 64);
+    return r;
+}
+TK_EMU tk_emu_m512 emu_sub_ps(tk_emu_m512 a, tk_emu_m512 b) {
+    tk_emu_m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = a.f[i] - b.f[i];
+    return r;
+}
+/* VPERMPS: r[i] = a[idx[i] mod 16] (note the intrinsic's operand order: index first). */
+TK_EMU tk_emu_m512 emu_permutexvar_ps(tk_emu_m512i idx, tk_emu_m512 a) {
+    tk_emu_m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = a.f[idx.i32[i] & 15];
+    return r;
+}
+TK_EMU tk_emu_m512i emu_set1_epi32(int v) {
+    tk_emu_m512i r;
+    for (int i = 0; i < 16; i++) r.i32[i] = v;
+    return r;
+}
 TK_EMU tk_emu_m512 emu_set1_ps(float v) {
     tk_emu_m512 r;
     for (int i = 0; i < 16; i++) r.f[i] = v;
@@ -317,5 +364,23 @@ TK_EMU tk_emu_m512 emu_set1_ps(float v) {
 #define _mm512_mul_ps emu_mul_ps
 #undef _mm512_set1_ps
 #define _mm512_set1_ps emu_set1_ps
+#undef _mm512_storeu_ps
+#define _mm512_storeu_ps emu_storeu_ps
+#undef _mm512_unpacklo_epi8
+#define _mm512_unpacklo_epi8 emu_unpacklo_epi8
+#undef _mm512_unpackhi_epi8
+#define _mm512_unpackhi_epi8 emu_unpackhi_epi8
+#undef _mm512_unpacklo_epi16
+#define _mm512_unpacklo_epi16 emu_unpacklo_epi16
+#undef _mm512_unpackhi_epi16
+#define _mm512_unpackhi_epi16 emu_unpackhi_epi16
+#undef _mm512_castsi512_ps
+#define _mm512_castsi512_ps emu_castsi512_ps
+#undef _mm512_sub_ps
+#define _mm512_sub_ps emu_sub_ps
+#undef _mm512_permutexvar_ps
+#define _mm512_permutexvar_ps emu_permutexvar_ps
+#undef _mm512_set1_epi32
+#define _mm512_set1_epi32 emu_set1_epi32
 
 #endif /* BITNETD_AVX512_EMULATION_H */
