@@ -193,9 +193,6 @@ TK_AVX2_INLINE void q6_k_row_avx2(const tk_block_q6_k *row, int64_t nb, const fl
         float scl[16];
         _mm256_storeu_ps(scl, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
         _mm256_storeu_ps(scl + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-        /* Keep the scales in memory: without this barrier clang forwards the two stored vectors and
-         * builds every broadcast with register shuffles, on the pipes the unpacks need. */
-        __asm__ volatile("" ::: "memory");
         TK_UNROLL for (int half = 0; half < 2; half++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half + 32));
