@@ -87,6 +87,38 @@ static inline float tk_tq_step(float acc, float d, int32_t isum) {
         }                                                                                            \
     }
 
+/* Body of the x86 Q6_K × f32 gemms (avx2-float.c, avx512-float.c): the activations of up to four
+ * tokens are copied into the kernel's lane order by PERMUTE(x, xp, n) — Q6K_XP floats on the stack,
+ * all of K for one token when K ≤ 8192, slices for more — and ROW(row, nb, xp, ldp, sums, TT) adds one
+ * row's blocks × TT tokens into sums[t]; slices after the first are added to out[]. */
+#define Q6K_XP 8192
+#define TK_Q6K_GEMM_BODY(PERMUTE, ROW)                                                               \
+    const int64_t nb = K / TK_QK_K;                                                                  \
+    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;                                          \
+    float xp[Q6K_XP];                                                                                \
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {                                                         \
+        const int tn = nt - t0 < 4 ? (int)(nt - t0) : 4;                                             \
+        const int64_t slice_blocks = Q6K_XP / tn / TK_QK_K, ldp = slice_blocks * TK_QK_K;            \
+        for (int64_t kb = 0; kb < nb; kb += slice_blocks) {                                          \
+            const int64_t nbk = nb - kb < slice_blocks ? nb - kb : slice_blocks;                     \
+            for (int t = 0; t < tn; t++) PERMUTE(x + (t0 + t) * ldx + kb * TK_QK_K, xp + t * ldp, nbk * TK_QK_K); \
+            for (int64_t m = r0; m < r1; m++) {                                                      \
+                float sums[4];                                                                       \
+                const tk_block_q6_k *row = blocks + m * nb + kb;                                     \
+                switch (tn) {                                                                        \
+                case 4: ROW(row, nbk, xp, ldp, sums, 4); break;                                      \
+                case 3: ROW(row, nbk, xp, ldp, sums, 3); break;                                      \
+                case 2: ROW(row, nbk, xp, ldp, sums, 2); break;                                      \
+                default: ROW(row, nbk, xp, ldp, sums, 1); break;                                     \
+                }                                                                                    \
+                for (int t = 0; t < tn; t++) {                                                       \
+                    float *o = out + (t0 + t) * ldo + m;                                             \
+                    *o = kb ? *o + sums[t] : sums[t];                                                \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
 #if defined(__x86_64__)
 TK_QUANT_DECL(tk_quantize_row_i8_avx2);
 TK_I2S_DECL(tk_i2s_i8_gemm_avx2);

@@ -160,7 +160,6 @@ TK_AVX2_FN void tk_q8_0_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int6
  * Gvalues/s; streamed 2560 × 128,256 (the 2B4T head) 40.7 → 30.0 ms per token.
  * ------------------------------------------------------------------------------------------- */
 
-#define Q6K_XP 8192 /* floats of permuted activations on the stack (32 KiB), shared by the tokens */
 #define Q6K_PREFETCH 1024
 
 /* x[0..n) (n a multiple of 32) in the unpack order described above. */
@@ -175,9 +174,11 @@ TK_AVX2_INLINE void q6_k_permute_x(const float *x, float *xp, int64_t n) {
     }
 }
 
-/* One row's blocks [0, nb) × TT ≤ 4 tokens (permuted activations xp + t·ldp) added to acc[t][0..1]. */
+/* One row's blocks [0, nb) × TT ≤ 4 tokens (permuted activations xp + t·ldp) → sums[t]. */
 TK_AVX2_INLINE void q6_k_row_avx2(const tk_block_q6_k *row, int64_t nb, const float *xp, int64_t ldp,
-                                  __m256 acc[4][2], const int TT) {
+                                  float sums[4], const int TT) {
+    __m256 acc[4][2];
+    TK_UNROLL for (int t = 0; t < TT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), zero = _mm256_setzero_si256();
     const __m256i magic = _mm256_set1_epi16(0x4b00);
     const __m256 bias = _mm256_set1_ps(8388608.0f + 32.0f);
@@ -226,37 +227,12 @@ TK_AVX2_INLINE void q6_k_row_avx2(const tk_block_q6_k *row, int64_t nb, const fl
             }
         }
     }
+    TK_UNROLL for (int t = 0; t < TT; t++) sums[t] = hsum_ps_avx2(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 TK_AVX2_FN void tk_q6_k_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,
                                       const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
-    const int64_t nb = K / TK_QK_K;
-    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;
-    float xp[Q6K_XP];
-    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
-        const int tn = nt - t0 < 4 ? (int)(nt - t0) : 4;
-        const int64_t slice_blocks = Q6K_XP / tn / TK_QK_K, ldp = slice_blocks * TK_QK_K;
-        for (int64_t kb = 0; kb < nb; kb += slice_blocks) {
-            const int64_t nbk = nb - kb < slice_blocks ? nb - kb : slice_blocks;
-            for (int t = 0; t < tn; t++) q6_k_permute_x(x + (t0 + t) * ldx + kb * TK_QK_K, xp + t * ldp, nbk * TK_QK_K);
-            for (int64_t m = r0; m < r1; m++) {
-                __m256 acc[4][2];
-                for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-                const tk_block_q6_k *row = blocks + m * nb + kb;
-                switch (tn) {
-                case 4: q6_k_row_avx2(row, nbk, xp, ldp, acc, 4); break;
-                case 3: q6_k_row_avx2(row, nbk, xp, ldp, acc, 3); break;
-                case 2: q6_k_row_avx2(row, nbk, xp, ldp, acc, 2); break;
-                default: q6_k_row_avx2(row, nbk, xp, ldp, acc, 1); break;
-                }
-                for (int t = 0; t < tn; t++) {
-                    const float v = hsum_ps_avx2(_mm256_add_ps(acc[t][0], acc[t][1]));
-                    float *o = out + (t0 + t) * ldo + m;
-                    *o = kb ? *o + v : v;
-                }
-            }
-        }
-    }
+    TK_Q6K_GEMM_BODY(q6_k_permute_x, q6_k_row_avx2)
 }
 
 #endif /* __x86_64__ */

@@ -109,7 +109,6 @@ static const uint16_t q6k_shr_hi[32] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 /* scale index of each float lane within a 64-value group: lane k·4 + i → sub-block k */
 static const int32_t q6k_scale_lane[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
 #define Q6K_PREFETCH 1024
-#define Q6K_XP 8192 /* floats of permuted activations on the stack (32 KiB), shared by the tokens */
 
 /* x[0..n) (n a multiple of 64) in the unpack order: within each 64-value group, vector q (0..3)
  * lane k (0..3) holds values 16k + 4q .. 16k + 4q + 3. */
@@ -120,7 +119,9 @@ static void q6_k_permute_x_512(const float *x, float *xp, int64_t n) {
 }
 
 TK_512_INLINE void q6_k_row_avx512(const tk_block_q6_k *row, int64_t nb, const float *xp, int64_t ldp,
-                                   __m512 acc[4][2], const int TT) {
+                                   float sums[4], const int TT) {
+    __m512 acc[4][2];
+    TK_UNROLL for (int t = 0; t < TT; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
     const __m512i magic = _mm512_set1_epi16(0x4b00);
     const __m512 bias = _mm512_set1_ps(8388608.0f + 32.0f);
@@ -165,37 +166,12 @@ TK_512_INLINE void q6_k_row_avx512(const tk_block_q6_k *row, int64_t nb, const f
             }
         }
     }
+    TK_UNROLL for (int t = 0; t < TT; t++) sums[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
 }
 
 TK_512_FN void tk_q6_k_f32_gemm_avx512(const void *w, int64_t K, int64_t r0, int64_t r1,
                                        const float *x, int64_t ldx, int64_t nt, float *out, int64_t ldo) {
-    const int64_t nb = K / TK_QK_K;
-    const tk_block_q6_k *blocks = (const tk_block_q6_k *)w;
-    float xp[Q6K_XP];
-    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
-        const int tn = nt - t0 < 4 ? (int)(nt - t0) : 4;
-        const int64_t slice_blocks = Q6K_XP / tn / TK_QK_K, ldp = slice_blocks * TK_QK_K;
-        for (int64_t kb = 0; kb < nb; kb += slice_blocks) {
-            const int64_t nbk = nb - kb < slice_blocks ? nb - kb : slice_blocks;
-            for (int t = 0; t < tn; t++) q6_k_permute_x_512(x + (t0 + t) * ldx + kb * TK_QK_K, xp + t * ldp, nbk * TK_QK_K);
-            for (int64_t m = r0; m < r1; m++) {
-                __m512 acc[4][2];
-                for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-                const tk_block_q6_k *row = blocks + m * nb + kb;
-                switch (tn) {
-                case 4: q6_k_row_avx512(row, nbk, xp, ldp, acc, 4); break;
-                case 3: q6_k_row_avx512(row, nbk, xp, ldp, acc, 3); break;
-                case 2: q6_k_row_avx512(row, nbk, xp, ldp, acc, 2); break;
-                default: q6_k_row_avx512(row, nbk, xp, ldp, acc, 1); break;
-                }
-                for (int t = 0; t < tn; t++) {
-                    const float v = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
-                    float *o = out + (t0 + t) * ldo + m;
-                    *o = kb ? *o + v : v;
-                }
-            }
-        }
-    }
+    TK_Q6K_GEMM_BODY(q6_k_permute_x_512, q6_k_row_avx512)
 }
 
 #endif /* __x86_64__ */
