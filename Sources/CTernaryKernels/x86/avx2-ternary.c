@@ -219,38 +219,31 @@ TK_AVX2_INLINE __m256i tq2_dot_gemv_avx2(const tk_block_tq2_0 *blk, const int8_t
     return _mm256_srai_epi32(_mm256_madd_epi16(_mm256_add_epi16(p4, _mm256_slli_epi16(p1, 2)), _mm256_set1_epi16(1)), 2);
 }
 
+/* One block × TT tokens: dots[t][i] (four int32 lanes summing to Σ c·q). */
+TK_AVX2_INLINE void tq_block_dots_avx2(const uint8_t *blk, const int8_t *q, int64_t ldq, __m128i dots[4][TQ_CHUNK],
+                                       int i, const int TT, const int tq1) {
+    if (!tq1 && TT == 1) {
+        dots[0][i] = half_sum_epi32(tq2_dot_gemv_avx2((const tk_block_tq2_0 *)blk, q));
+        return;
+    }
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256i c[8];
+    if (tq1) tq1_codes_avx2((const tk_block_tq1_0 *)blk, c);
+    else tq2_codes_avx2((const tk_block_tq2_0 *)blk, c);
+    TK_UNROLL for (int t = 0; t < TT; t++) {
+        const int8_t *qb = q + t * ldq;
+        __m256i p = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)qb));
+        TK_UNROLL for (int g = 1; g < 8; g++)
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c[g], _mm256_loadu_si256((const __m256i *)(qb + 32 * g))));
+        dots[t][i] = half_sum_epi32(_mm256_madd_epi16(p, ones16));
+    }
+}
+
 /* One row × TT tokens over nb blocks (TQ2_0 or TQ1_0, bsz bytes each); acc[t] carries the float
  * sum in block order. */
 TK_AVX2_INLINE void tq_row_avx2(const uint8_t *row, const int64_t bsz, int64_t nb, const int8_t *q, int64_t ldq,
                                 const int32_t (*bs)[TQ_KBLOCKS], float *acc, const int TT, const int tq1) {
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {
-        const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;
-        __m128i dots[4][TQ_CHUNK];
-        for (int i = 0; i < TQ_CHUNK; i++)
-            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm_setzero_si128();
-        for (int i = 0; i < nbc; i++) {
-            const uint8_t *blk = row + (b0 + i) * bsz;
-            _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);
-            if (!tq1 && TT == 1) {
-                dots[0][i] = half_sum_epi32(tq2_dot_gemv_avx2((const tk_block_tq2_0 *)blk, q + (b0 + i) * TK_QK_K));
-                continue;
-            }
-            __m256i c[8];
-            if (tq1) tq1_codes_avx2((const tk_block_tq1_0 *)blk, c);
-            else tq2_codes_avx2((const tk_block_tq2_0 *)blk, c);
-            TK_UNROLL for (int t = 0; t < TT; t++) {
-                const int8_t *qb = q + t * ldq + (b0 + i) * TK_QK_K;
-                __m256i p = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)qb));
-                TK_UNROLL for (int g = 1; g < 8; g++)
-                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c[g], _mm256_loadu_si256((const __m256i *)(qb + 32 * g))));
-                dots[t][i] = half_sum_epi32(_mm256_madd_epi16(p, ones16));
-            }
-        }
-        float d[TQ_CHUNK];
-        tq_scales_avx2(row + b0 * bsz + bsz - 2, bsz, nbc, d);
-        tq_chunk_finish(dots, TT, nbc, d, bs, b0, acc);
-    }
+    TQ_ROW_BODY(tq_block_dots_avx2)
 }
 
 TK_AVX2_FN void tk_tq2_i8_gemm_avx2(const void *w, int64_t K, int64_t r0, int64_t r1,

@@ -137,6 +137,26 @@ TK_AVX2_INLINE void tq_chunk_finish(__m128i dots[4][TQ_CHUNK], const int TT, int
     }
 }
 
+/* Body of a TQ row function (row, bsz, nb, q, ldq, bs, acc, TT, tq1 in scope): chunks of TQ_CHUNK
+ * blocks, each block's integer dots for TT tokens from BLOCK_DOTS(blk, qb, ldq, dots, i, TT, tq1)
+ * (into dots[t][i]; qb = the block's activations of token 0), then the chunk's float sums in block
+ * order. */
+#define TQ_ROW_BODY(BLOCK_DOTS)                                                                    \
+    for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {                                                \
+        const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;                            \
+        __m128i dots[4][TQ_CHUNK];                                                                 \
+        for (int i = 0; i < TQ_CHUNK; i++)                                                         \
+            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm_setzero_si128();               \
+        for (int i = 0; i < nbc; i++) {                                                            \
+            const uint8_t *blk = row + (b0 + i) * bsz;                                             \
+            _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);                          \
+            BLOCK_DOTS(blk, q + (b0 + i) * TK_QK_K, ldq, dots, i, TT, tq1);                        \
+        }                                                                                          \
+        float d[TQ_CHUNK];                                                                         \
+        tq_scales_avx2(row + b0 * bsz + bsz - 2, bsz, nbc, d);                                     \
+        tq_chunk_finish(dots, TT, nbc, d, bs, b0, acc);                                            \
+    }
+
 /* Body of a TQ gemm from ROW(row, bsz, nb, q, ldq, bs, acc, TT, tq1), which adds one row's blocks ×
  * TT ≤ 4 tokens to acc[t] in block order. Tokens in groups of four; K is walked in slices of
  * TQ_KBLOCKS blocks so the activation block sums fit on the stack; the running float sum is parked

@@ -229,31 +229,24 @@ TK_VNNI_INLINE void tq1_codes_512(const tk_block_tq1_0 *blk, __m512i c[4]) {
     TK_UNROLL for (int g = 0; g < 4; g++) c[g] = join256(c8[2 * g], c8[2 * g + 1]);
 }
 
+/* One block × TT tokens: dots[t][i] (four int32 lanes summing to Σ c·q). */
+TK_VNNI_INLINE void tq_block_dots_vnni(const uint8_t *blk, const int8_t *q, int64_t ldq, __m128i dots[4][TQ_CHUNK],
+                                       int i, const int TT, const int tq1) {
+    __m512i c[4];
+    if (tq1) tq1_codes_512((const tk_block_tq1_0 *)blk, c);
+    else tq2_codes_512((const tk_block_tq2_0 *)blk, c);
+    TK_UNROLL for (int t = 0; t < TT; t++) {
+        const int8_t *qb = q + t * ldq;
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c[0], _mm512_loadu_si512((const void *)qb));
+        TK_UNROLL for (int g = 1; g < 4; g++)
+            s = _mm512_dpbusd_epi32(s, c[g], _mm512_loadu_si512((const void *)(qb + 64 * g)));
+        dots[t][i] = fold512_epi32(s);
+    }
+}
+
 TK_VNNI_INLINE void tq_row_vnni(const uint8_t *row, const int64_t bsz, int64_t nb, const int8_t *q, int64_t ldq,
                                 const int32_t (*bs)[TQ_KBLOCKS], float *acc, const int TT, const int tq1) {
-    for (int64_t b0 = 0; b0 < nb; b0 += TQ_CHUNK) {
-        const int nbc = nb - b0 < TQ_CHUNK ? (int)(nb - b0) : TQ_CHUNK;
-        __m128i dots[4][TQ_CHUNK];
-        for (int i = 0; i < TQ_CHUNK; i++)
-            TK_UNROLL for (int t = 0; t < TT; t++) dots[t][i] = _mm_setzero_si128();
-        for (int i = 0; i < nbc; i++) {
-            const uint8_t *blk = row + (b0 + i) * bsz;
-            _mm_prefetch((const char *)(blk + TQ_PREFETCH), _MM_HINT_T0);
-            __m512i c[4];
-            if (tq1) tq1_codes_512((const tk_block_tq1_0 *)blk, c);
-            else tq2_codes_512((const tk_block_tq2_0 *)blk, c);
-            TK_UNROLL for (int t = 0; t < TT; t++) {
-                const int8_t *qb = q + t * ldq + (b0 + i) * TK_QK_K;
-                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c[0], _mm512_loadu_si512((const void *)qb));
-                TK_UNROLL for (int g = 1; g < 4; g++)
-                    s = _mm512_dpbusd_epi32(s, c[g], _mm512_loadu_si512((const void *)(qb + 64 * g)));
-                dots[t][i] = fold512_epi32(s);
-            }
-        }
-        float d[TQ_CHUNK];
-        tq_scales_avx2(row + b0 * bsz + bsz - 2, bsz, nbc, d);
-        tq_chunk_finish(dots, TT, nbc, d, bs, b0, acc);
-    }
+    TQ_ROW_BODY(tq_block_dots_vnni)
 }
 
 TK_VNNI_FN void tk_tq2_i8_gemm_avx512vnni(const void *w, int64_t K, int64_t r0, int64_t r1,
