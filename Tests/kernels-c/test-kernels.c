@@ -9,7 +9,7 @@
  *   test-kernels [--expect-path NAME] [--seed N]
  *
  * --expect-path fails the run when tk_best_path() is not NAME, so a silent fallback to scalar cannot
- * pass. Built with -DTK_TEST_EMULATE_AVX512 (and x86/avx512.c compiled the same way) it also
+ * pass. Built with -DTK_TEST_EMULATE_AVX512 (and x86/avx512-*.c compiled the same way) it also
  * runs the AVX-512 kernels through the portable emulation of their intrinsics.
  * Ends with "N passed, M failed"; exit status 1 on any failure.
  */

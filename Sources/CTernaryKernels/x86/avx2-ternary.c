@@ -1,7 +1,7 @@
 /*
  * avx2-ternary.c — AVX2 (+FMA, F16C) kernels for the ternary weights and their int8 activations:
- * activation quantization, I2_S, TQ2_0 and TQ1_0. Float-weight kernels: avx2-float.c; AVX-512:
- * avx512.c.
+ * activation quantization, I2_S, TQ2_0 and TQ1_0 (the TQ pieces shared with AVX-512: avx2-tq.h).
+ * Float-weight kernels: avx2-float.c; AVX-512: avx512-ternary.c, avx512-float.c.
  *
  * Every function carries its own target attribute: the file is compiled without -march, and
  * dispatch.c only hands these out when the CPU reports avx2, fma and f16c.
