@@ -15,10 +15,10 @@
 /* ---------------------------------------------------------------------------------------------
  * I2_S × int8
  *
- * One 32-byte block is broadcast into both halves of a zmm register; a per-half variable shift
- * (6 | 4, then 2 | 0) and the mask 3 give two 64-lane code vectors whose lanes line up with the
- * block's activations q[0..63] and q[64..127], so both activation loads are plain contiguous
- * 64-byte loads.
+ * One 32-byte block is broadcast into both halves of a zmm register, so its codes come out as two
+ * 64-lane vectors lined up with the block's activations q[0..63] and q[64..127] and both activation
+ * loads are plain contiguous 64-byte loads. The AVX-512BW kernel shifts per half (6 | 4, then 2 | 0)
+ * and masks with 3; the VNNI kernel masks the codes in place (below).
  * ------------------------------------------------------------------------------------------- */
 
 static const uint16_t i2s_shift_01[32] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
@@ -34,7 +34,7 @@ static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
         for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
     } while (0)
 
-/* Tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for token generation, one
+/* AVX-512BW kernel: tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for token generation, one
  * row at a time (a single sequential weight stream with a software prefetch, which streamed best
  * in the AVX2 measurements, avx2-ternary.c). */
 #define I2S_GEMM_BODY(TILE)                                                                        \
