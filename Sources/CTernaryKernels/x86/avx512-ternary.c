@@ -34,9 +34,9 @@ static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
         for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
     } while (0)
 
-/* AVX-512BW kernel: tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for token generation, one
- * row at a time (a single sequential weight stream with a software prefetch, which streamed best
- * in the AVX2 measurements, avx2-ternary.c). */
+/* AVX-512BW kernel: tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for
+ * token generation, one row at a time (a single sequential weight stream with a software prefetch,
+ * which streamed best in the AVX2 measurements, avx2-ternary.c). */
 #define I2S_GEMM_BODY(TILE)                                                                        \
     const int64_t row_bytes = K / 4;                                                               \
     const int64_t nb = K / TK_I2S_BLOCK;                                                           \
