@@ -153,11 +153,11 @@ TK_AVX2_FN void tk_q8_0_f32_gemm_avx2(const void *w, int64_t K, int64_t r0, int6
  * subtraction of 2^23 + 32 gives u − 32 exactly. The unpacks leave the values of a 32-value group in
  * the order [0–3 16–19] [4–7 20–23] [8–11 24–27] [12–15 28–31] (per 128-bit lane), so the
  * activations are copied once per call into that order (Q6K_XP floats on the stack: K up to 8192
- * in one pass for one token, slices of 2048 values for four); the low lane of every vector then belongs to sub-block 2g and the high lane
- * to 2g + 1, and one vector of their two scales d·sc serves the whole group.
- * Results differ from the reference only by summation order (and, for K beyond one slice, by the slice
- * sums parked in out[]). Measured (Zen 3, one thread): 2560 × 256 rows cache-hot 8.3 → 11.3
- * Gvalues/s; streamed 2560 × 128,256 (the 2B4T head) 40.7 → 30.0 ms per token.
+ * in one pass for one token, slices of 2048 values for four); the low lane of every vector then
+ * belongs to sub-block 2g and the high lane to 2g + 1, and one vector of their two scales d·sc
+ * serves the whole group. Results differ from the reference only by summation order (and, for K
+ * beyond one slice, by the slice sums parked in out[]). Measured (Zen 3, one thread): 2560 × 256
+ * rows cache-hot 8.3 → 11.3 Gvalues/s; streamed 2560 × 128,256 (the 2B4T head) 40.7 → 30.0 ms.
  * ------------------------------------------------------------------------------------------- */
 
 #define Q6K_PREFETCH 1024
