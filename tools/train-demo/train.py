@@ -15,11 +15,9 @@ stopped. Never run in CI. CPU only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -29,8 +27,7 @@ sys.path.insert(0, os.path.join(REPO, "tools", "train"))
 import torch  # noqa: E402
 
 import data  # noqa: E402
-from bitnetd_train import tok, training  # noqa: E402
-from bitnetd_train.model import BitNet, Config  # noqa: E402
+from bitnetd_train import demo_script, tok, training  # noqa: E402
 
 SEED = 20261129
 VOCAB = 1536
@@ -45,15 +42,8 @@ WORK = os.environ.get("BITNETD_TRAIN_WORK", os.path.join(HERE, "work"))
 OUT_DIR = os.environ.get("BITNETD_DEMO_OUT", os.path.join(REPO, "models", "demo"))
 
 
-def log(msg):
-    line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg
-    print(line, flush=True)
-    with open(os.path.join(WORK, "train.log"), "a") as f:
-        f.write(line + "\n")
-
-
-def wpath(name):
-    return os.path.join(WORK, name)
+W = demo_script.WorkDir(WORK)
+log, wpath = W.log, W.path
 
 
 # ----------------------------------------------------------------------------------- prepare
@@ -87,28 +77,20 @@ def prepare():
 # ------------------------------------------------------------------------------------- train
 
 def train(threads):
-    torch.set_num_threads(threads)
-    d = torch.load(wpath("data.pt"))
-    enc, vocab = d["train"], d["vocab"]
-    torch.manual_seed(SEED)
-    model = BitNet(Config(vocab=vocab, **MODEL))
-    if not os.path.exists(wpath("ckpt.pt")):
-        n = sum(p.numel() for p in model.parameters())
-        log(f"model {MODEL} vocab {vocab}: {n} parameters; train {TRAIN}")
-    tests = [json.loads(l) for l in open(wpath("test.jsonl"))][:300]
-    tk, _, _ = tok.load(wpath("tokenizer.json"))
+    def make_eval(_data):
+        tests = [json.loads(l) for l in open(wpath("test.jsonl"))][:300]
+        tk, _, _ = tok.load(wpath("tokenizer.json"))
 
-    def quick_eval(step, model):
-        probs = training.label_probabilities(
-            model, tk, [e["prompt"] for e in tests],
-            [[" " + l for l in data.TASKS[e["task"]]["labels"]] for e in tests])
-        ok = sum(data.TASKS[e["task"]]["labels"][max(range(len(p)), key=p.__getitem__)] == e["rule_label"]
-                 for e, p in zip(tests, probs))
-        log(f"step {step}: held-out accuracy (fake-quant, {len(tests)} readings) {ok / len(tests):.3f}")
+        def quick_eval(step, model):
+            probs = training.label_probabilities(
+                model, tk, [e["prompt"] for e in tests],
+                [[" " + l for l in data.TASKS[e["task"]]["labels"]] for e in tests])
+            ok = sum(data.TASKS[e["task"]]["labels"][max(range(len(p)), key=p.__getitem__)] == e["rule_label"]
+                     for e, p in zip(tests, probs))
+            log(f"step {step}: held-out accuracy (fake-quant, {len(tests)} readings) {ok / len(tests):.3f}")
+        return quick_eval
 
-    r = training.train(model, enc, TRAIN, wpath("ckpt.pt"), log, SEED, on_eval=quick_eval)
-    training.save_final(wpath("final.pt"), model, r["steps"], r["seconds"])
-    log(f"training done: {r['steps']} steps, {r['seconds'] / 60:.1f} min")
+    demo_script.train_step(W, threads, SEED, MODEL, TRAIN, make_eval)
 
 
 # --------------------------------------------------------------------------- export and eval
@@ -117,33 +99,17 @@ def load_final():
     return training.load_final(wpath("final.pt"))
 
 
-def export():
-    from bitnetd_train import export_gguf
-    model, f = load_final()
-    _, tokens, merges = tok.load(wpath("tokenizer.json"))
-    os.makedirs(OUT_DIR, exist_ok=True)
-    out = os.path.join(OUT_DIR, "demo.gguf")
-    export_gguf.export(model, tokens, merges, out)
-    log(f"exported {out} ({os.path.getsize(out)} bytes)")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["all", "prepare", "train", "export", "eval"])
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--bitnetd", default=os.environ.get("BITNETD_BIN",
-                                                        os.path.join(REPO, ".build/release/bitnetd")))
-    a = ap.parse_args()
-    os.makedirs(WORK, exist_ok=True)
-    if a.step in ("all", "prepare"):
-        prepare()
-    if a.step in ("all", "train"):
-        train(a.threads)
-    if a.step in ("all", "export"):
-        export()
-    if a.step in ("all", "eval"):
+    def evaluate(a):
         import evaluate
         evaluate.run(a.bitnetd, a.threads)
+
+    demo_script.run_steps(__doc__, W, {
+        "prepare": lambda a: prepare(),
+        "train": lambda a: train(a.threads),
+        "export": lambda a: demo_script.export_step(W, os.path.join(OUT_DIR, "demo.gguf")),
+        "eval": evaluate,
+    }, default_threads=2)
 
 
 if __name__ == "__main__":

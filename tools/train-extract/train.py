@@ -15,11 +15,9 @@ stopped. Never run in CI. CPU only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -29,8 +27,7 @@ sys.path.insert(0, os.path.join(REPO, "tools", "train"))
 import torch  # noqa: E402
 
 import data  # noqa: E402
-from bitnetd_train import tok, training  # noqa: E402
-from bitnetd_train.model import BitNet, Config  # noqa: E402
+from bitnetd_train import demo_script, tok, training  # noqa: E402
 
 SEED = 20261206
 VOCAB = 1536
@@ -45,15 +42,8 @@ WORK = os.environ.get("BITNETD_TRAIN_WORK", os.path.join(HERE, "work"))
 OUT_DIR = os.environ.get("BITNETD_DEMO_OUT", os.path.join(REPO, "models", "demo"))
 
 
-def log(msg):
-    line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg
-    print(line, flush=True)
-    with open(os.path.join(WORK, "train.log"), "a") as f:
-        f.write(line + "\n")
-
-
-def wpath(name):
-    return os.path.join(WORK, name)
+W = demo_script.WorkDir(WORK)
+log, wpath = W.log, W.path
 
 
 # ----------------------------------------------------------------------------------- prepare
@@ -124,58 +114,39 @@ def teacher_forced_exact(model, items, batch=128):
 
 
 def train(threads):
-    torch.set_num_threads(threads)
-    d = torch.load(wpath("data.pt"))
-    enc, tenc, vocab = d["train"], d["test"], d["vocab"]
-    torch.manual_seed(SEED)
-    model = BitNet(Config(vocab=vocab, **MODEL))
-    if not os.path.exists(wpath("ckpt.pt")):
-        n = sum(p.numel() for p in model.parameters())
-        log(f"model {MODEL} vocab {vocab}: {n} parameters; train {TRAIN}")
+    def make_eval(d):
+        def quick_eval(step, model):
+            log(f"step {step}: held-out teacher-forced exact match (fake-quant, {len(d['test'])} requests) "
+                f"{teacher_forced_exact(model, d['test']):.3f}")
+        return quick_eval
 
-    def quick_eval(step, model):
-        log(f"step {step}: held-out teacher-forced exact match (fake-quant, {len(tenc)} requests) "
-            f"{teacher_forced_exact(model, tenc):.3f}")
-
-    r = training.train(model, enc, TRAIN, wpath("ckpt.pt"), log, SEED, on_eval=quick_eval)
-    training.save_final(wpath("final.pt"), model, r["steps"], r["seconds"])
-    log(f"training done: {r['steps']} steps, {r['seconds'] / 60:.1f} min")
+    demo_script.train_step(W, threads, SEED, MODEL, TRAIN, make_eval)
 
 
 # --------------------------------------------------------------------------- export and eval
 
 def export():
-    from bitnetd_train import export_gguf
-    model, f = training.load_final(wpath("final.pt"))
-    _, tokens, merges = tok.load(wpath("tokenizer.json"))
-    os.makedirs(OUT_DIR, exist_ok=True)
-    out = os.path.join(OUT_DIR, "extract.gguf")
-    export_gguf.export(model, tokens, merges, out, name=NAME)
-    log(f"exported {out} ({os.path.getsize(out)} bytes)")
+    demo_script.export_step(W, os.path.join(OUT_DIR, "extract.gguf"), name=NAME)
     with open(os.path.join(OUT_DIR, "extract-schema.json"), "w") as fo:
         json.dump(data.SCHEMA, fo, indent=2)
         fo.write("\n")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["all", "prepare", "train", "export", "eval"])
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--workers", type=int, default=2,
-                    help="eval: bitnetd processes at a time, one engine thread each (default 2)")
-    ap.add_argument("--bitnetd", default=os.environ.get("BITNETD_BIN",
-                                                        os.path.join(REPO, ".build/release/bitnetd")))
-    a = ap.parse_args()
-    os.makedirs(WORK, exist_ok=True)
-    if a.step in ("all", "prepare"):
-        prepare()
-    if a.step in ("all", "train"):
-        train(a.threads)
-    if a.step in ("all", "export"):
-        export()
-    if a.step in ("all", "eval"):
+    def evaluate(a):
         import evaluate
         evaluate.run(a.bitnetd, a.workers)
+
+    def workers(ap):
+        ap.add_argument("--workers", type=int, default=2,
+                        help="eval: bitnetd processes at a time, one engine thread each (default 2)")
+
+    demo_script.run_steps(__doc__, W, {
+        "prepare": lambda a: prepare(),
+        "train": lambda a: train(a.threads),
+        "export": lambda a: export(),
+        "eval": evaluate,
+    }, default_threads=1, add_args=workers)
 
 
 if __name__ == "__main__":
