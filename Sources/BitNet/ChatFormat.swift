@@ -27,30 +27,30 @@ public enum ChatFormat: String, Sendable, CaseIterable {
         return nil
     }
 
+    /// The prompt: an optional system turn, the user turn, then the opening of the assistant's turn.
     public func render(user: String, system: String? = nil) -> String {
-        let u = Self.trim(user)
         let sys = system.map(Self.trim).flatMap { $0.isEmpty ? nil : $0 }
+        return (self == .bitnet ? "<|begin_of_text|>" : "") + (sys.map { turn("system", $0) } ?? "")
+            + turn("user", Self.trim(user)) + assistantOpening
+    }
+
+    /// One complete turn of `role` (system or user) in this format.
+    private func turn(_ role: String, _ content: String) -> String {
         switch self {
-        case .bitnet:
-            var s = "<|begin_of_text|>"
-            if let sys { s += "System: " + sys + "<|eot_id|>" }
-            return s + "User: " + u + "<|eot_id|>Assistant: "
-        case .llama3:
-            var s = ""
-            if let sys { s += "<|start_header_id|>system<|end_header_id|>\n\n" + sys + "<|eot_id|>" }
-            return s + "<|start_header_id|>user<|end_header_id|>\n\n" + u + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-        case .falcon3:
-            var s = ""
-            if let sys { s += "<|system|>\n" + sys + "\n" }
-            return s + "<|user|>\n" + u + "\n<|assistant|>\n"
-        case .chatml:
-            var s = ""
-            if let sys { s += "<|im_start|>system\n" + sys + "<|im_end|>\n" }
-            return s + "<|im_start|>user\n" + u + "<|im_end|>\n<|im_start|>assistant\n"
-        case .phi3:
-            var s = ""
-            if let sys { s += "<|system|>\n" + sys + "<|end|>\n" }
-            return s + "<|user|>\n" + u + "<|end|>\n<|assistant|>\n"
+        case .bitnet: return (role == "system" ? "System: " : "User: ") + content + "<|eot_id|>"
+        case .llama3: return "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + content + "<|eot_id|>"
+        case .falcon3: return "<|" + role + "|>\n" + content + "\n"
+        case .chatml: return "<|im_start|>" + role + "\n" + content + "<|im_end|>\n"
+        case .phi3: return "<|" + role + "|>\n" + content + "<|end|>\n"
+        }
+    }
+
+    private var assistantOpening: String {
+        switch self {
+        case .bitnet: return "Assistant: "
+        case .llama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        case .falcon3, .phi3: return "<|assistant|>\n"
+        case .chatml: return "<|im_start|>assistant\n"
         }
     }
 

@@ -30,5 +30,11 @@ import Testing
         #expect(ChatFormat.bitnet.render(user: "Hi") == "<|begin_of_text|>User: Hi<|eot_id|>Assistant: ")
         #expect(ChatFormat.chatml.render(user: "Hi") == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
         #expect(ChatFormat.phi3.render(user: "Hi") == "<|user|>\nHi<|end|>\n<|assistant|>\n")
+        #expect(ChatFormat.bitnet.render(user: "Hi", system: "Be brief.")
+                == "<|begin_of_text|>System: Be brief.<|eot_id|>User: Hi<|eot_id|>Assistant: ")
+        #expect(ChatFormat.chatml.render(user: "Hi", system: "Be brief.")
+                == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+        #expect(ChatFormat.phi3.render(user: "Hi", system: "Be brief.") == "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n")
+        #expect(ChatFormat.bitnet.render(user: "Hi", system: "  ") == "<|begin_of_text|>User: Hi<|eot_id|>Assistant: ")
     }
 }
