@@ -39,9 +39,7 @@ extension Engine {
         }
 
         while !matcher.isFinished(state) {
-            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-                throw RequestError("the model produced a non-finite logit (\(logits[bad]) for token \(bad)); the model file is probably corrupt")
-            }
+            try Engine.requireFinite(logits)
             let room = context.contextLength - context.position
             let forcedBytes = matcher.forcedBytes(state)
             if !forcedBytes.isEmpty {

@@ -8,6 +8,13 @@ import Platform
 
 /// Free text generation with sampling and stop strings.
 extension Engine {
+    /// Logits with a NaN or an infinity come from a corrupt model file: refuse to sample from them.
+    static func requireFinite(_ logits: [Float]) throws {
+        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+            throw RequestError("the model produced a non-finite logit (\(logits[bad]) for token \(bad)); the model file is probably corrupt")
+        }
+    }
+
     public func generate(prompt: String, options: GenerateOptions, onText: (String) -> Bool) throws -> GenerateResult {
         var text = prompt
         if options.chat {
@@ -37,9 +44,7 @@ extension Engine {
         var generated = 0
         var reason = StopReason.maxTokens
         loop: while generated < options.maxTokens {
-            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-                throw RequestError("the model produced a non-finite logit (\(logits[bad]) for token \(bad)); the model file is probably corrupt")
-            }
+            try Engine.requireFinite(logits)
             let next = sampler.sample(logits, history: history)
             generated += 1
             if options.stopAtEOG && tokenizer.endOfGeneration.contains(next) {
