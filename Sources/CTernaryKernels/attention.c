@@ -231,52 +231,21 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256i q8s_block_avx2(co
                              _mm256_set1_epi16(1));
 }
 
+/* Eight blocks' exact sums; one sequential stream, prefetched Q8S_PREFETCH bytes ahead (as the F16
+ * head). */
+__attribute__((target("avx2,fma,f16c"))) static inline __m256i q8s_sums8_avx2(const int8_t *w, const int8_t *x,
+                                                                             const int32_t *xbias) {
+    (void)xbias; /* the sign trick needs no bias */
+    for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + Q8S_PREFETCH + 64 * l), _MM_HINT_T0);
+    __m256i p[8];
+    for (int i = 0; i < 8; i++) p[i] = q8s_block_avx2(w + i * TK_QK8_0, x + i * TK_QK8_0);
+    return hsum8_epi32_x8(p);
+}
+
 __attribute__((target("avx2,fma,f16c"))) void tk_q8s_q8_0_gemm_avx2(const int8_t *wq, const float *wd, int64_t K,
                                                                     int64_t r0, int64_t r1, const void *xq, int64_t nt,
                                                                     float *out, int64_t ldo) {
-    const int64_t nb = K / TK_QK8_0;
-    if (nb > 512) {
-        tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
-        return;
-    }
-    float dx[512];
-    int8_t xs[512 * TK_QK8_0];
-    for (int64_t t = 0; t < nt; t++) {
-        const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
-        for (int64_t b = 0; b < nb; b++) {
-            dx[b] = tk_f16_to_f32(x[b].d);
-            memcpy(xs + b * TK_QK8_0, x[b].qs, TK_QK8_0);
-        }
-        for (int64_t m = r0; m < r1; m++) {
-            const int8_t *row = wq + m * K;
-            const float *d = wd + m * nb;
-            _mm_prefetch((const char *)(d + nb), _MM_HINT_T0);
-            __m256 acc = _mm256_setzero_ps();
-            int64_t b = 0;
-            for (; b + 8 <= nb; b += 8) {
-                /* One sequential stream, prefetched Q8S_PREFETCH bytes ahead (as the F16 head). */
-                for (int l = 0; l < 4; l++)
-                    _mm_prefetch((const char *)(row + b * TK_QK8_0 + Q8S_PREFETCH + 64 * l), _MM_HINT_T0);
-                __m256i p[8];
-                for (int i = 0; i < 8; i++) p[i] = q8s_block_avx2(row + (b + i) * TK_QK8_0, xs + (b + i) * TK_QK8_0);
-                const __m256i sums = hsum8_epi32_x8(p);
-                const __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(d + b), _mm256_loadu_ps(dx + b));
-                acc = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(sums), acc);
-            }
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            float r = _mm_cvtss_f32(h);
-            for (; b < nb; b++) {
-                const __m256i pb = q8s_block_avx2(row + b * TK_QK8_0, xs + b * TK_QK8_0);
-                __m128i q = _mm_add_epi32(_mm256_castsi256_si128(pb), _mm256_extracti128_si256(pb, 1));
-                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
-                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
-                r += d[b] * dx[b] * (float)_mm_cvtsi128_si32(q);
-            }
-            out[t * ldo + m] = r;
-        }
-    }
+    TK_Q8S_GEMM_BODY(q8s_sums8_avx2)
 }
 #endif
 

@@ -266,62 +266,31 @@ TK_VNNI_FN void tk_tq1_i8_gemm_avx512vnni(const void *w, int64_t K, int64_t r0, 
  * unsigned byte, 1..255 since the quantizer never writes −128), and 128·Σx of each activation block,
  * computed once per token, is subtracted: Σ(w + 128)·x − 128·Σx = Σ w·x exactly (a lane gains at
  * most 4·255·127 per instruction). One zmm holds two blocks; eight blocks' int32 vectors are
- * reduced to their eight exact block sums (the AVX2 kernel's reduction), converted and scaled with
- * one multiply-add, as on the AVX2 path.
+ * reduced to their eight exact block sums (the AVX2 kernel's reduction). The loop around it is the
+ * AVX2 kernel's too (TK_Q8S_GEMM_BODY, avx2-common.h).
  * ------------------------------------------------------------------------------------------- */
 
 #define Q8S_PREFETCH 2048
 
+/* Eight blocks' exact sums: four zmm of two blocks each, the bias removed. */
+TK_VNNI_INLINE __m256i q8s_sums8_vnni(const int8_t *w, const int8_t *x, const int32_t *xbias) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m256i p[8];
+    TK_UNROLL for (int i = 0; i < 4; i++) {
+        const int8_t *wb = w + 2 * i * TK_QK8_0;
+        _mm_prefetch((const char *)(wb + Q8S_PREFETCH), _MM_HINT_T0);
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                              _mm512_xor_si512(_mm512_loadu_si512((const void *)wb), bias),
+                                              _mm512_loadu_si512((const void *)(x + 2 * i * TK_QK8_0)));
+        p[2 * i] = _mm512_castsi512_si256(s);
+        p[2 * i + 1] = _mm512_extracti64x4_epi64(s, 1);
+    }
+    return _mm256_sub_epi32(hsum8_epi32_x8(p), _mm256_loadu_si256((const __m256i *)xbias));
+}
+
 TK_VNNI_FN void tk_q8s_q8_0_gemm_avx512vnni(const int8_t *wq, const float *wd, int64_t K, int64_t r0, int64_t r1,
                                             const void *xq, int64_t nt, float *out, int64_t ldo) {
-    const int64_t nb = K / TK_QK8_0;
-    if (nb > 512) {
-        tk_q8s_q8_0_gemm_ref(wq, wd, K, r0, r1, xq, nt, out, ldo);
-        return;
-    }
-    float dx[512];
-    int32_t xsum[512];
-    int8_t xs[512 * TK_QK8_0];
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    for (int64_t t = 0; t < nt; t++) {
-        const tk_block_q8_0 *x = (const tk_block_q8_0 *)xq + t * nb;
-        for (int64_t b = 0; b < nb; b++) {
-            dx[b] = tk_f16_to_f32_inline(x[b].d);
-            memcpy(xs + b * TK_QK8_0, x[b].qs, TK_QK8_0);
-            int32_t s = 0;
-            for (int j = 0; j < TK_QK8_0; j++) s += x[b].qs[j];
-            xsum[b] = 128 * s;
-        }
-        for (int64_t m = r0; m < r1; m++) {
-            const int8_t *row = wq + m * K;
-            const float *d = wd + m * nb;
-            _mm_prefetch((const char *)(d + nb), _MM_HINT_T0);
-            __m256 acc = _mm256_setzero_ps();
-            int64_t b = 0;
-            for (; b + 8 <= nb; b += 8) {
-                __m256i p[8];
-                TK_UNROLL for (int i = 0; i < 4; i++) {
-                    const int8_t *wb = row + (b + 2 * i) * TK_QK8_0;
-                    _mm_prefetch((const char *)(wb + Q8S_PREFETCH), _MM_HINT_T0);
-                    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                                          _mm512_xor_si512(_mm512_loadu_si512((const void *)wb), bias),
-                                                          _mm512_loadu_si512((const void *)(xs + (b + 2 * i) * TK_QK8_0)));
-                    p[2 * i] = _mm512_castsi512_si256(s);
-                    p[2 * i + 1] = _mm512_extracti64x4_epi64(s, 1);
-                }
-                const __m256i sums = _mm256_sub_epi32(hsum8_epi32_x8(p), _mm256_loadu_si256((const __m256i *)(xsum + b)));
-                const __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(d + b), _mm256_loadu_ps(dx + b));
-                acc = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(sums), acc);
-            }
-            float r = hsum_ps_avx2(acc);
-            for (; b < nb; b++) {
-                int32_t s = 0;
-                for (int j = 0; j < TK_QK8_0; j++) s += (int32_t)row[b * TK_QK8_0 + j] * (int32_t)xs[b * TK_QK8_0 + j];
-                r += d[b] * dx[b] * (float)s;
-            }
-            out[t * ldo + m] = r;
-        }
-    }
+    TK_Q8S_GEMM_BODY(q8s_sums8_vnni)
 }
 
 #endif /* __x86_64__ */
