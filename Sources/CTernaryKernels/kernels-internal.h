@@ -68,6 +68,16 @@ static inline float tk_tq_step(float acc, float d, int32_t isum) {
     return __builtin_fmaf(d, (float)isum, acc);
 }
 
+/* I2_S gemm bodies (every ISA): rows [r0, r1) of w (row_bytes each, nb blocks) for TT tokens at
+ * qt/ot, in tiles of RR rows, then single rows, through TILE(w, row_bytes, nb, q, ldq, out, ldo, TT, RR). */
+#define I2S_ROWS(TILE, TT, RR)                                                                     \
+    do {                                                                                           \
+        int64_t m_ = r0;                                                                           \
+        for (; m_ + (RR) <= r1; m_ += (RR))                                                        \
+            TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, RR);                \
+        for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
+    } while (0)
+
 /* Body of a block-quantized × f32 gemm built from a ROW(row, nb, x, ldx, out, ldo, TT) kernel that
  * handles one row for TT ≤ 4 tokens: tokens in groups of four, every row of [r0, r1) per group. */
 #define TK_FLOAT_ROWS_GEMM_BODY(BLOCK_T, BLOCK_ELEMS, ROW)                                            \

@@ -143,14 +143,6 @@ TK_NEON_INLINE void i2s_tile_neon(const uint8_t *w, int64_t row_bytes, int64_t n
         TK_UNROLL for (int r = 0; r < RR; r++) out[t * ldo + r] = hsum_s32_neon(acc[t * RR + r]);
 }
 
-#define I2S_ROWS(TILE, TT, RR)                                                                     \
-    do {                                                                                           \
-        int64_t m_ = r0;                                                                           \
-        for (; m_ + (RR) <= r1; m_ += (RR))                                                        \
-            TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, RR);                \
-        for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
-    } while (0)
-
 /* Token tiles of 4 (2 on armhf, which has 16 q registers), row tiles of 2; one token: 4 rows. */
 #if defined(__aarch64__)
 #define I2S_TT_MAX 4

@@ -158,15 +158,6 @@ TK_AVX2_INLINE void i2s_gemv_avx2(const uint8_t *w, int64_t row_bytes, int64_t n
     out[0] = hsum_epi32_avx2(acc1) + hsum_epi32_avx2(acc4) / 4;
 }
 
-/* Rows [r0, r1) for TT tokens starting at q/out, in tiles of RR rows, then single rows. */
-#define I2S_ROWS(TILE, TT, RR)                                                                     \
-    do {                                                                                           \
-        int64_t m_ = r0;                                                                           \
-        for (; m_ + (RR) <= r1; m_ += (RR))                                                        \
-            TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, RR);                \
-        for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
-    } while (0)
-
 TK_AVX2_FN void tk_i2s_i8_gemm_avx2(const uint8_t *w, int64_t K, int64_t r0, int64_t r1,
                                     const int8_t *q, int64_t ldq, int64_t nt, int32_t *out, int64_t ldo) {
     const int64_t row_bytes = K / 4;

@@ -26,14 +26,6 @@ static const uint16_t i2s_shift_01[32] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
 static const uint16_t i2s_shift_23[32] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
                                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
-#define I2S_ROWS(TILE, TT, RR)                                                                     \
-    do {                                                                                           \
-        int64_t m_ = r0;                                                                           \
-        for (; m_ + (RR) <= r1; m_ += (RR))                                                        \
-            TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, RR);                \
-        for (; m_ < r1; m_++) TILE(w + m_ * row_bytes, row_bytes, nb, qt, ldq, ot + m_, ldo, TT, 1); \
-    } while (0)
-
 /* AVX-512BW kernel: tiles of 4 tokens × 2 rows; the remaining 1–3 tokens as 3×2, 2×2 and, for
  * token generation, one row at a time (a single sequential weight stream with a software prefetch,
  * which streamed best in the AVX2 measurements, avx2-ternary.c). */
