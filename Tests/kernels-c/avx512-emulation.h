@@ -2,13 +2,13 @@
  * avx512-emulation.h — TEST ONLY. Portable C versions of exactly the AVX-512 intrinsics used by
  * the AVX-512 kernel files (Sources/CTernaryKernels/x86/avx512-*.c), written from the instruction
  * definitions in Intel's SDM (VPSRLVW, VPSLLVW, VPSLLW, VPSRLW, VPSRAVD, VPMADDUBSW, VPMADDWD,
- * VPDPBUSD, VPAND/OR/XOR, VPADDB/W/D, VPSUBB, VBROADCASTI64X4, VINSERTI64X4, VEXTRACTI64X4,
- * VEXTRACTI32X4, VPMOVSXBD, VCVTDQ2PS, VCVTPH2PS, VMULPS, VSUBPS, VFMADD, VMOVUPS,
- * VPUNPCKL/HBW, VPUNPCKL/HWD, VPERMPS).
+ * VPDPBUSD, VPAND/OR/XOR, VPADDB/W/D, VBROADCASTI64X4, VINSERTI64X4, VEXTRACTI64X4, VPMOVSXBD,
+ * VCVTDQ2PS, VCVTPH2PS, VMULPS, VSUBPS, VFMADD, VPUNPCKL/HBW, VPUNPCKL/HWD, VPERMPS).
  *
- * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross; avx512-common.h) so the AVX-512 kernels'
- * lane and index arithmetic can be compared with the scalar reference on CPUs without AVX-512. It
- * checks the kernels' logic, not the compiler's AVX-512 code generation: only real hardware does.
+ * Compiled in with -DTK_TEST_EMULATE_AVX512 (see scripts/test-kernels-cross; avx512-common.h) so
+ * the AVX-512 kernels' lane and index arithmetic can be compared with the scalar reference on
+ * CPUs without AVX-512. It checks the kernels' logic, not the compiler's AVX-512 code generation:
+ * only real hardware does.
  * Included after <immintrin.h>; each intrinsic name is redirected with a macro.
  */
 #ifndef BITNETD_AVX512_EMULATION_H
@@ -233,11 +233,6 @@ TK_EMU tk_emu_m512i emu_xor_si512(tk_emu_m512i a, tk_emu_m512i b) {
     for (int i = 0; i < 8; i++) r.u64[i] = a.u64[i] ^ b.u64[i];
     return r;
 }
-TK_EMU tk_emu_m512i emu_sub_epi8(tk_emu_m512i a, tk_emu_m512i b) {
-    tk_emu_m512i r;
-    for (int i = 0; i < 64; i++) r.u8[i] = (uint8_t)(a.u8[i] - b.u8[i]);
-    return r;
-}
 /* Casts and 256/128-bit inserts and extracts (the cast's upper half is undefined in hardware;
  * zero here, and the kernels always fill it with an insert). */
 TK_EMU tk_emu_m512i emu_castsi256_si512(__m256i a) {
@@ -252,12 +247,8 @@ TK_EMU tk_emu_m512i emu_inserti64x4(tk_emu_m512i a, __m256i b, int imm) {
     return r;
 }
 TK_EMU __m256i emu_castsi512_si256(tk_emu_m512i a) { return _mm256_loadu_si256((const __m256i *)a.u8); }
-TK_EMU __m128i emu_castsi512_si128(tk_emu_m512i a) { return _mm_loadu_si128((const __m128i *)a.u8); }
 TK_EMU __m256i emu_extracti64x4_epi64(tk_emu_m512i a, int imm) {
     return _mm256_loadu_si256((const __m256i *)(a.u8 + 32 * (imm & 1)));
-}
-TK_EMU __m128i emu_extracti32x4_epi32(tk_emu_m512i a, int imm) {
-    return _mm_loadu_si128((const __m128i *)(a.u8 + 16 * (imm & 3)));
 }
 /* VPMOVSXBD zmm, xmm: 16 signed bytes → 16 int32. */
 TK_EMU tk_emu_m512i emu_cvtepi8_epi32(__m128i a) {
@@ -278,7 +269,6 @@ TK_EMU tk_emu_m512 emu_mul_ps(tk_emu_m512 a, tk_emu_m512 b) {
     for (int i = 0; i < 16; i++) r.f[i] = a.f[i] * b.f[i];
     return r;
 }
-TK_EMU void emu_storeu_ps(float *p, tk_emu_m512 a) { memcpy(p, a.f, 64); }
 /* VPUNPCKLBW / VPUNPCKHBW / VPUNPCKLWD / VPUNPCKHWD: per 128-bit lane, interleave the low (high)
  * halves of a and b, a's element first. */
 TK_EMU tk_emu_m512i emu_unpack_epi8(tk_emu_m512i a, tk_emu_m512i b, int high) {
@@ -342,20 +332,14 @@ TK_EMU tk_emu_m512 emu_set1_ps(float v) {
 #define _mm512_or_si512 emu_or_si512
 #undef _mm512_xor_si512
 #define _mm512_xor_si512 emu_xor_si512
-#undef _mm512_sub_epi8
-#define _mm512_sub_epi8 emu_sub_epi8
 #undef _mm512_castsi256_si512
 #define _mm512_castsi256_si512 emu_castsi256_si512
 #undef _mm512_inserti64x4
 #define _mm512_inserti64x4 emu_inserti64x4
 #undef _mm512_castsi512_si256
 #define _mm512_castsi512_si256 emu_castsi512_si256
-#undef _mm512_castsi512_si128
-#define _mm512_castsi512_si128 emu_castsi512_si128
 #undef _mm512_extracti64x4_epi64
 #define _mm512_extracti64x4_epi64 emu_extracti64x4_epi64
-#undef _mm512_extracti32x4_epi32
-#define _mm512_extracti32x4_epi32 emu_extracti32x4_epi32
 #undef _mm512_cvtepi8_epi32
 #define _mm512_cvtepi8_epi32 emu_cvtepi8_epi32
 #undef _mm512_cvtepi32_ps
@@ -364,8 +348,6 @@ TK_EMU tk_emu_m512 emu_set1_ps(float v) {
 #define _mm512_mul_ps emu_mul_ps
 #undef _mm512_set1_ps
 #define _mm512_set1_ps emu_set1_ps
-#undef _mm512_storeu_ps
-#define _mm512_storeu_ps emu_storeu_ps
 #undef _mm512_unpacklo_epi8
 #define _mm512_unpacklo_epi8 emu_unpacklo_epi8
 #undef _mm512_unpackhi_epi8
